@@ -1,0 +1,92 @@
+"""What every verb shares: ``--json``, ``--disable-plugin``, output and error handling.
+
+Verbs are thin: they parse options, call the library, and print. Options a
+verb takes are declared after the verb and may come in any order
+(``paysplit check FILE --json`` and ``paysplit check --json FILE``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class Options:
+    """The options every verb takes, collected by :func:`common_options`."""
+
+    json: bool = False
+    disabled_plugins: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _store_json(ctx: click.Context, _param: click.Parameter, value: bool) -> bool:
+    ctx.ensure_object(Options).json = bool(value)
+    return value
+
+
+def _store_disabled(ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> Any:
+    ctx.ensure_object(Options).disabled_plugins = tuple(value)
+    return value
+
+
+def common_options(command: F) -> F:
+    """Add ``--json`` and ``--disable-plugin NAME`` (repeatable) to a verb."""
+    command = click.option(
+        "--disable-plugin",
+        "disable_plugin",
+        multiple=True,
+        metavar="NAME",
+        expose_value=False,
+        callback=_store_disabled,
+        help="Do not load this plugin (repeatable). Also: PAYSPLIT_DISABLE_PLUGINS.",
+    )(command)
+    command = click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        expose_value=False,
+        callback=_store_json,
+        help="Print exactly one JSON document on stdout instead of tables.",
+    )(command)
+    return command
+
+
+def options() -> Options:
+    """The current verb's common options."""
+    return click.get_current_context().ensure_object(Options)
+
+
+def disabled_plugins() -> list[str]:
+    """Plugins disabled by ``--disable-plugin`` and ``PAYSPLIT_DISABLE_PLUGINS``."""
+    from_env = [n.strip() for n in os.environ.get("PAYSPLIT_DISABLE_PLUGINS", "").split(",")]
+    return [n for n in (*from_env, *options().disabled_plugins) if n]
+
+
+def allowed_plugins() -> list[str] | None:
+    """The ``PAYSPLIT_PLUGINS`` allow-list, or None when every installed plugin may load."""
+    raw = os.environ.get("PAYSPLIT_PLUGINS")
+    if raw is None:
+        return None
+    return [n.strip() for n in raw.split(",") if n.strip()]
+
+
+def emit_json(document: Any) -> None:
+    """Print one JSON document on stdout."""
+    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+
+
+def echo(text: str = "") -> None:
+    click.echo(text)
+
+
+def echo_err(text: str) -> None:
+    click.echo(text, err=True)

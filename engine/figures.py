@@ -1,0 +1,139 @@
+"""Derived figures of one account: balances, allocated, refunded, unallocated.
+
+Everything here is the arithmetic of ``docs/semantics.md`` "Derived figures",
+computed once per account into plain dictionaries of cents so that reports and
+the allocation core read the same numbers the same way. A void payment counts
+nowhere, and neither do its splits nor the refunds that are themselves void.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from paysplit.ledger import Account, Charge, Installment, Payment, PaymentPlan
+from paysplit.money import Cents
+
+
+@dataclass(slots=True)
+class AccountFigures:
+    """Sums over one account's splits, adjustments and refunds, keyed by record id."""
+
+    account: Account
+    charges: dict[str, Charge] = field(default_factory=dict)
+    payments: dict[str, Payment] = field(default_factory=dict)
+    installments: dict[str, tuple[PaymentPlan, Installment]] = field(default_factory=dict)
+    split_total_by_charge: dict[str, Cents] = field(default_factory=dict)
+    insurance_split_total_by_charge: dict[str, Cents] = field(default_factory=dict)
+    split_total_by_installment: dict[str, Cents] = field(default_factory=dict)
+    split_total_by_payment: dict[str, Cents] = field(default_factory=dict)
+    adjustment_total_by_charge: dict[str, Cents] = field(default_factory=dict)
+    refunded_by_payment: dict[str, Cents] = field(default_factory=dict)
+    unattached_adjustments: Cents = 0
+    """Sum of unattached (negative) adjustments: a credit on the account."""
+
+    @classmethod
+    def of(cls, account: Account) -> AccountFigures:
+        figures = cls(account=account)
+        figures.charges = {c.id: c for c in account.charges}
+        figures.payments = {p.id: p for p in account.payments}
+        for plan in account.plans:
+            for installment in plan.installments:
+                figures.installments[installment.id] = (plan, installment)
+        by_charge: defaultdict[str, Cents] = defaultdict(int)
+        insurance_by_charge: defaultdict[str, Cents] = defaultdict(int)
+        by_installment: defaultdict[str, Cents] = defaultdict(int)
+        by_payment: defaultdict[str, Cents] = defaultdict(int)
+        for split in account.splits:
+            payment = figures.payments.get(split.payment)
+            if payment is None or payment.void:
+                continue
+            by_payment[split.payment] += split.amount
+            if split.charge is not None:
+                by_charge[split.charge] += split.amount
+                if payment.payer == "insurance":
+                    insurance_by_charge[split.charge] += split.amount
+            if split.installment is not None:
+                by_installment[split.installment] += split.amount
+        adjustments: defaultdict[str, Cents] = defaultdict(int)
+        for adjustment in account.adjustments:
+            if adjustment.charge is None:
+                figures.unattached_adjustments += adjustment.amount
+            else:
+                adjustments[adjustment.charge] += adjustment.amount
+        refunded: defaultdict[str, Cents] = defaultdict(int)
+        for payment in account.payments:
+            if payment.type == "refund" and not payment.void and payment.refunds is not None:
+                refunded[payment.refunds] += -payment.amount
+        figures.split_total_by_charge = dict(by_charge)
+        figures.insurance_split_total_by_charge = dict(insurance_by_charge)
+        figures.split_total_by_installment = dict(by_installment)
+        figures.split_total_by_payment = dict(by_payment)
+        figures.adjustment_total_by_charge = dict(adjustments)
+        figures.refunded_by_payment = dict(refunded)
+        return figures
+
+    # -- charges -----------------------------------------------------------
+    def balance(self, charge: Charge) -> Cents:
+        """amount + attached adjustments - all splits to the charge."""
+        return (
+            charge.amount
+            + self.adjustment_total_by_charge.get(charge.id, 0)
+            - self.split_total_by_charge.get(charge.id, 0)
+        )
+
+    def patient_balance(self, charge: Charge) -> Cents:
+        """What the patient still owes: max(0, balance - insurance estimate)."""
+        return max(0, self.balance(charge) - charge.insurance_estimate)
+
+    def allocatable(self, charge: Charge, payer: str) -> Cents:
+        """What a payment from this payer may still put on the charge (never negative)."""
+        if payer == "insurance":
+            return max(0, self.balance(charge))
+        return self.patient_balance(charge)
+
+    def responsibility(self, charge: Charge) -> Cents:
+        """The patient's part of one charge, for the dashboard (000)."""
+        return max(
+            0,
+            charge.amount
+            + self.adjustment_total_by_charge.get(charge.id, 0)
+            - self.insurance_split_total_by_charge.get(charge.id, 0)
+            - charge.insurance_estimate,
+        )
+
+    # -- installments ------------------------------------------------------
+    def installment_balance(self, installment: Installment) -> Cents:
+        return installment.amount - self.split_total_by_installment.get(installment.id, 0)
+
+    # -- payments ----------------------------------------------------------
+    def allocated(self, payment: Payment) -> Cents:
+        return 0 if payment.void else self.split_total_by_payment.get(payment.id, 0)
+
+    def refunded(self, payment: Payment) -> Cents:
+        return 0 if payment.void else self.refunded_by_payment.get(payment.id, 0)
+
+    def unallocated(self, payment: Payment) -> Cents:
+        """amount - allocated - refunded; 0 for a void payment or a refund (001)."""
+        if payment.void or payment.type == "refund":
+            return 0
+        return payment.amount - self.allocated(payment) - self.refunded(payment)
+
+    def credit_due_to_patient(self, payment: Payment) -> Cents:
+        """The part of the payment's unallocated amount that is patient-side credit."""
+        if payment.void or payment.type == "refund":
+            return 0
+        if payment.credit is not None:
+            due_to = payment.credit.due_to
+        else:
+            due_to = "patient" if payment.payer == "patient" else "insurance"
+        return self.unallocated(payment) if due_to == "patient" else 0
+
+
+def dependents_of(account: Account, patient_id: str) -> list[str]:
+    """Patients of the account who name ``patient_id`` as their guarantor, in ledger order."""
+    return [p.id for p in account.patients if p.guarantor == patient_id]
+
+
+def guarantor_of(account: Account, patient_id: str) -> str | None:
+    return next((p.guarantor for p in account.patients if p.id == patient_id), None)

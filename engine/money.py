@@ -1,0 +1,129 @@
+"""Exact money: parsing, arithmetic representation and formatting of amounts.
+
+paysplit keeps every amount as an ``int`` number of cents (``Cents``). Amounts
+enter as JSON strings, JSON numbers (kept as their exact source text, never as
+a float), or rule-language literals, and leave as strings with exactly two
+places (``"100.00"``, ``"-15.00"``). A float never touches money: a Python
+``float`` handed to :func:`parse_amount` is refused rather than rounded.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, TypeAlias
+
+from pydantic import PlainSerializer, PlainValidator
+from pydantic_core import PydanticCustomError
+
+Cents: TypeAlias = int
+"""An amount of money as a whole number of cents."""
+
+MAX_CENTS: Cents = 100_000_000_000_000
+"""Amounts are refused from one trillion upwards: no practice posts that, a typo does."""
+
+_PLAIN = re.compile(r"-?\d+(?:\.\d+)?")
+_EXPONENT = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)[eE][+-]?\d+")
+
+
+class JsonNumber(str):
+    """A JSON number as written in the document, before any conversion.
+
+    The ledger reader hands numbers to the model as their source text so that
+    ``12.345`` is reported as having three places instead of being rounded.
+    """
+
+    __slots__ = ()
+
+
+class MoneyError(ValueError):
+    """An amount that is not an exact decimal with at most two places."""
+
+
+def parse_amount(value: object) -> Cents:
+    """Turn a string, JSON number, int or Decimal into cents, or raise MoneyError.
+
+    Accepted: ``"100"``, ``"100.5"``, ``"-15.00"``, ``100``, ``Decimal("1.10")``,
+    and trailing zeros past two places (``"1.500"`` is exactly 1.50).
+    Refused, each with a sentence a billing user understands: more than two
+    places, exponents, NaN, infinity, floats, booleans, empty or non-numeric text.
+    """
+    if isinstance(value, bool):
+        raise MoneyError(f"{str(value).lower()} is not an amount")
+    if isinstance(value, int):
+        cents = value * 100
+    elif isinstance(value, float):
+        raise MoneyError(
+            f'{value!r} is a binary floating-point number; write amounts as strings like "12.50"'
+        )
+    elif isinstance(value, Decimal):
+        cents = _decimal_to_cents(value, str(value))
+    elif isinstance(value, str):
+        cents = _text_to_cents(value)
+    else:
+        raise MoneyError(f"{type(value).__name__} value is not an amount")
+    if abs(cents) >= MAX_CENTS:
+        raise MoneyError(f"{_shown(value)} is too large for an amount")
+    return cents
+
+
+def _shown(value: object) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _text_to_cents(text: str) -> Cents:
+    raw = text.strip()
+    if raw.startswith("$"):
+        raw = raw[1:]
+    elif raw.startswith("-$"):
+        raw = "-" + raw[2:]
+    if _PLAIN.fullmatch(raw):
+        return _decimal_to_cents(Decimal(raw), text)
+    lowered = raw.lower().lstrip("+-")
+    if lowered in {"nan", "snan"}:
+        raise MoneyError(f"{_shown(text)} is not a number")
+    if lowered in {"inf", "infinity"}:
+        raise MoneyError(f"{_shown(text)} is not a finite amount")
+    if _EXPONENT.fullmatch(raw):
+        raise MoneyError(
+            f"{_shown(text)} is written with an exponent; write it as a plain decimal like 1000.00"
+        )
+    if not raw:
+        raise MoneyError("an empty text is not an amount")
+    raise MoneyError(f"{_shown(text)!r} is not an amount (write it like 12.50)")
+
+
+def _decimal_to_cents(amount: Decimal, source: str) -> Cents:
+    if not amount.is_finite():
+        raise MoneyError(f"{_shown(source)} is not a finite amount")
+    try:
+        scaled = amount.scaleb(2)
+        whole = scaled.to_integral_value()
+    except InvalidOperation as exc:  # pragma: no cover - finite decimals always scale
+        raise MoneyError(f"{_shown(source)} is not an amount") from exc
+    if scaled != whole:
+        raise MoneyError(f"{_shown(source)} has more than two decimal places")
+    return int(whole)
+
+
+def format_cents(cents: Cents) -> str:
+    """Format cents as a two-place string: 10000 -> "100.00", -1500 -> "-15.00"."""
+    sign = "-" if cents < 0 else ""
+    whole, part = divmod(abs(cents), 100)
+    return f"{sign}{whole}.{part:02d}"
+
+
+def _validate_amount(value: Any) -> Cents:
+    try:
+        return parse_amount(value)
+    except MoneyError as exc:
+        raise PydanticCustomError("amount", str(exc)) from None
+
+
+Amount = Annotated[
+    Cents,
+    PlainValidator(_validate_amount, json_schema_input_type=str),
+    PlainSerializer(format_cents, return_type=str, when_used="json"),
+]
+"""A model field holding cents, read from any exact form and written as "0.00" in JSON."""

@@ -1,0 +1,232 @@
+"""What a clause *does*: the base classes a phrase's ``build`` returns, and what they see.
+
+Each clause kind of :mod:`paysplit.phrases` has one base class here. A plugin
+subclasses it and overrides only the methods it needs; every method has a
+neutral default. The allocation core calls these methods with read-only
+views (frozen dataclasses and ledger models) and checks what comes back, so a
+plugin can neither change the ledger nor hand the engine an impossible split.
+
+Reasons and messages are shown to practice staff as they are: write them as a
+billing user would say them ("credit of DR2 cannot pay DR1's charge C1").
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from paysplit.figures import AccountFigures
+from paysplit.ledger import Account, Charge, CreditNote, Installment, Payment, PaymentPlan
+from paysplit.money import Cents
+
+
+# --- what clauses are shown -------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A candidate to pay: a charge, or one installment of a plan (with the plan)."""
+
+    charge: Charge
+    """The charge itself; for an installment, the plan's first charge still owing."""
+    installment: Installment | None
+    plan: PaymentPlan | None
+    balance: Cents
+    patient_balance: Cents
+    allocatable: Cents
+    """What the credit in question may still put on this target."""
+    age: int
+    """Days from the service (or due) date to the run date."""
+    position: int
+    """Place in the ledger: the tie-break of every order."""
+
+    @property
+    def id(self) -> str:
+        return self.installment.id if self.installment is not None else self.charge.id
+
+
+@dataclass(frozen=True, slots=True)
+class Operation:
+    """A whole operation, as an operation guard sees it before anything is decided."""
+
+    name: str
+    """``apply``, ``allocate``, ``refund``, ``unallocate``, ``void``, ``post-charge``,
+    ``post-payment``."""
+    account: Account
+    figures: AccountFigures
+    run_date: dt.date
+    payment: Payment | None
+    """The payment being applied or allocated, when there is one."""
+    patients: frozenset[str]
+    """Patients whose charges the operation may pay."""
+    charges: tuple[Charge, ...]
+    """Charges the operation may pay (after any ``--charges`` selection)."""
+    manual: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ProposedSplit:
+    """One split the engine is about to make, as a split guard sees it."""
+
+    payment: Payment
+    target: Target
+    amount: Cents
+    credit_left: Cents
+    """What this payment had left to give before this split."""
+    manual: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What an automatic allocation decided, before it becomes a plan."""
+
+    payment: Payment | None
+    credit_before: Cents
+    credit_left: Cents
+    splits: tuple[tuple[str, str, Cents], ...]
+    """(payment id, target id, amount) in the order made."""
+    unpaid: tuple[tuple[Target, Cents], ...]
+    """Targets that passed every filter and still owe something, with what they owe."""
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRequest:
+    """What a credit source is asked for: the operation's payment or posted charge."""
+
+    account: Account
+    figures: AccountFigures
+    run_date: dt.date
+    payment: Payment | None
+    charge: Charge | None
+    """For an ``on charge added`` rule: the charge just posted."""
+    default_unearned_type: str
+    """The unearned type of a payment that names none (settings, else ``prepayment``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """A split guard's verdict: skip the target (automatic) or refuse (manual, exit 3)."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Warn:
+    """A split guard's verdict: go ahead, and put this warning on the plan."""
+
+    message: str
+
+
+Verdict = Refuse | Warn
+
+
+# --- the base classes -------------------------------------------------------
+class Clause:
+    """Base of every clause implementation."""
+
+
+class Scope(Clause):
+    """Widens which charges a rule may pay and whose pooled credit may pay them."""
+
+    admitted_kinds: frozenset[str] = frozenset()
+    """Opt-in charge kinds (see ``Vocabulary.opt_in_kinds``) this clause makes targets."""
+
+    def target_patients(self, account: Account, patient: str) -> Iterable[str]:
+        """Patients, besides ``patient``, whose charges a payment of ``patient`` may pay."""
+        return ()
+
+    def credit_patients(self, account: Account, patient: str) -> Iterable[str]:
+        """Patients, besides ``patient``, whose pooled credit may pay ``patient``'s charges."""
+        return ()
+
+
+class Filter(Clause):
+    """Keeps a target out of a rule."""
+
+    def skip_reason(self, target: Target, payment: Payment | None) -> str | None:
+        """None to keep the target; otherwise why it is skipped."""
+        return None
+
+
+class Order(Clause):
+    """Orders targets; ties always break by ledger position."""
+
+    def sort_key(self, target: Target) -> Any:
+        raise NotImplementedError
+
+
+class Preference(Clause):
+    """Puts matching sources and targets first without forbidding the rest (002)."""
+
+    label: str = ""
+    """What matches, for the trace: ``provider``, ``office``, ``patient``."""
+
+    def prefers(self, payment: Payment, target: Target) -> bool:
+        return False
+
+
+class Source(Clause):
+    """Where credit comes from (a ``from`` variant)."""
+
+    pooled: bool = True
+    """True when the credit was posted before the operation: its splits are transfers."""
+
+    def credit(self, request: SourceRequest) -> Sequence[Payment]:
+        """The payments to draw from, in the order to draw them."""
+        return ()
+
+    def skip_reason(self, target: Target, request: SourceRequest) -> str | None:
+        """None when this credit may pay the target; otherwise why not."""
+        return None
+
+
+class Targets(Clause):
+    """Which charges are candidates before any filter (a ``to`` variant)."""
+
+    def candidates(self, account: Account, patients: frozenset[str]) -> Sequence[Charge]:
+        return ()
+
+
+class Distribution(Clause):
+    """Decides how much each ordered target gets, instead of oldest-first filling."""
+
+    def propose(self, credit: Cents, targets: Sequence[Target]) -> Sequence[tuple[str, Cents]]:
+        """(target id, amount) pairs; the engine refuses any that over-draw or are unknown."""
+        return ()
+
+
+class Guard(Clause):
+    """A check of a whole operation, of each proposed split, or of the outcome."""
+
+    def check_operation(self, operation: Operation) -> str | None:
+        """None to go ahead; otherwise the reason the operation is blocked (exit 3)."""
+        return None
+
+    def check_split(self, split: ProposedSplit) -> Verdict | None:
+        """None to allow the split, Refuse to skip/refuse it, Warn to allow it with a warning."""
+        return None
+
+    def check_outcome(self, outcome: Outcome) -> str | None:
+        """None to keep what was decided; otherwise why the payment stays unallocated."""
+        return None
+
+
+class LeftoverHandler(Clause):
+    """What happens to credit a rule leaves over (only called when it is above zero)."""
+
+    def leftover(self, payment: Payment, amount: Cents) -> CreditNote | None:
+        return None
+
+
+BASE_FOR_KIND: dict[str, type[Clause]] = {
+    "scope": Scope,
+    "filter": Filter,
+    "order": Order,
+    "preference": Preference,
+    "source": Source,
+    "target": Targets,
+    "distribution": Distribution,
+    "guard": Guard,
+    "leftover": LeftoverHandler,
+}
+"""The class a phrase's ``build`` must return an instance of, by the phrase's kind."""
