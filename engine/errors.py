@@ -47,12 +47,19 @@ class Diagnostic:
         head = f"{self.file}:{self.line}:{self.column}: {self.severity}: {self.message}"
         lines = [head]
         if self.source_line:
-            shown = self.source_line.rstrip("\r\n").expandtabs(4)
+            # The line is shown without its own indentation, the caret moved with it.
+            raw = self.source_line.rstrip("\r\n")
+            shown = raw.expandtabs(4)
+            caret = len(raw[: max(0, self.column - 1)].expandtabs(4))
+            indent = min(len(shown) - len(shown.lstrip(" ")), caret)
+            shown, caret = shown[indent:], caret - indent
+            if caret > 120:
+                cut = caret - 40
+                shown, caret = "..." + shown[cut:], caret - cut + 3
             if len(shown) > 160:
                 shown = shown[:157] + "..."
             lines.append(f"    {shown}")
-            pad = " " * (4 + max(0, self.column - 1))
-            lines.append(pad + "^" + "~" * max(0, min(self.width, 160) - 1))
+            lines.append(" " * (4 + caret) + "^" + "~" * max(0, min(self.width, 160) - 1))
         if self.hint:
             lines.append(f"  {self.hint}")
         return "\n".join(lines)

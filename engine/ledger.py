@@ -12,11 +12,23 @@ reference checks and atomic writing live in :mod:`paysplit.ledger_io`.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+import math
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NaiveDatetime,
+    PlainValidator,
+    StrictBool,
+)
+from pydantic_core import PydanticCustomError
 
-from paysplit.money import Amount, Cents
+from paysplit.money import Amount, Cents, JsonNumber
 
 FORMAT = "paysplit-ledger/1"
 
@@ -28,19 +40,89 @@ def _no_extra(value: object) -> bool:
     return value is None
 
 
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+EXTRA_MAX_DEPTH = 32
+"""How deeply an ``extra`` object may nest: deeper is a mistake, not practice data."""
+
+
+def _day(value: object) -> object:
+    """Let only ``YYYY-MM-DD`` text (or a date) through to the date parser.
+
+    pydantic would read the number 86400 as 1970-01-02 and a date-time as a
+    date; a ledger must not turn a typo into a date silently.
+    """
+    if isinstance(value, str) and not isinstance(value, JsonNumber):
+        if _DAY.fullmatch(value.strip()):
+            return value.strip()
+        raise PydanticCustomError("day_format", "write dates as YYYY-MM-DD")
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    raise PydanticCustomError("day_format", "write dates as YYYY-MM-DD")
+
+
+def _moment(value: object) -> object:
+    """Refuse numbers where a time is expected (pydantic would read them as Unix times)."""
+    if isinstance(value, JsonNumber | int | float) and not isinstance(value, bool):
+        raise PydanticCustomError("moment_format", "write times as YYYY-MM-DDTHH:MM:SS")
+    return value
+
+
+def _extra_data(value: object) -> dict[str, Any]:
+    """Check that ``extra`` holds JSON values and keep it exactly as read.
+
+    Numbers stay as they were written (a :class:`~paysplit.money.JsonNumber`
+    keeps its text), so writing the ledger back gives the practice system its
+    own data untouched. Checked without recursion, to a bounded depth.
+    """
+    if not isinstance(value, Mapping):
+        raise PydanticCustomError("extra_type", "extra must be an object")
+    pending: list[tuple[object, int]] = [(value, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if isinstance(node, Mapping):
+            children: Any = node.values()
+            if any(not isinstance(key, str) for key in node):
+                raise PydanticCustomError("extra_value", "keys in extra must be text")
+        elif isinstance(node, list | tuple):
+            children = node
+        elif node is None or isinstance(node, str | bool | int):
+            continue
+        elif isinstance(node, float) and math.isfinite(node):
+            continue  # only reachable from YAML or Python callers; never money
+        else:
+            raise PydanticCustomError(
+                "extra_value",
+                "extra holds JSON values only (text, numbers, true/false, null, lists, objects)",
+            )
+        if depth > EXTRA_MAX_DEPTH:
+            raise PydanticCustomError(
+                "extra_depth", f"extra is nested more than {EXTRA_MAX_DEPTH} levels deep"
+            )
+        pending.extend((child, depth + 1) for child in children)
+    return value if type(value) is dict else dict(value)
+
+
+Day = Annotated[dt.date, BeforeValidator(_day)]
+"""A calendar date written ``YYYY-MM-DD``."""
+Moment = Annotated[NaiveDatetime, BeforeValidator(_moment)]
+"""A local date and time, ISO 8601 without a zone."""
+ExtraData = Annotated[dict[str, Any], PlainValidator(_extra_data)]
+"""Practice-system data under ``extra``: any JSON object, kept as read."""
+
+
 class Record(BaseModel):
     """Base of every ledger record: frozen, strict about unknown fields."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    extra: dict[str, JsonValue] | None = Field(default=None, exclude_if=_no_extra)
+    extra: ExtraData | None = Field(default=None, exclude_if=_no_extra)
     """Practice-system data paysplit keeps as it is and never reads."""
 
 
 class Practice(Record):
     name: str
     currency: str
-    as_of: dt.date | None = None
+    as_of: Day | None = None
     """The ledger's own run date; None means today (resolved by the caller)."""
 
 
@@ -66,7 +148,7 @@ class Appointment(Record):
     patient: str
     provider: str | None = None
     office: str | None = None
-    start: dt.datetime | None = None
+    start: Moment | None = None
 
 
 class Charge(Record):
@@ -77,7 +159,7 @@ class Charge(Record):
     provider: str
     office: str | None = None
     appointment: str | None = None
-    date: dt.date
+    date: Day
     code: str = ""
     kind: str = "procedure"
     amount: Amount
@@ -92,7 +174,7 @@ class Adjustment(Record):
     patient: str
     provider: str | None = None
     office: str | None = None
-    date: dt.date | None = None
+    date: Day | None = None
     amount: Amount
     charge: str | None = None
     memo: str = ""
@@ -115,7 +197,7 @@ class Payment(Record):
     payer: Payer
     provider: str | None = None
     office: str | None = None
-    date: dt.date
+    date: Day
     method: str = ""
     type: PaymentType
     amount: Amount
@@ -123,14 +205,14 @@ class Payment(Record):
     """None means the rules' ``default unearned type``, else ``prepayment``."""
     appointment: str | None = None
     memo: str = ""
-    void: bool = False
+    void: StrictBool = False
     refunds: str | None = None
     credit: CreditNote | None = None
 
 
 class Installment(Record):
     id: str
-    due: dt.date
+    due: Day
     amount: Amount
 
 
@@ -149,7 +231,7 @@ class Split(Record):
     charge: str | None = None
     installment: str | None = None
     amount: Amount
-    date: dt.date | None = None
+    date: Day | None = None
     transfer: str | None = None
     reverses: str | None = None
     rule: str | None = None

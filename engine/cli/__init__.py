@@ -46,7 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in args
     try:
-        cli.main(args=args, prog_name="paysplit", standalone_mode=False)
+        # Outside standalone mode click *returns* the code of ctx.exit(N) instead of raising.
+        returned = cli.main(args=args, prog_name="paysplit", standalone_mode=False)
+        if isinstance(returned, int) and not isinstance(returned, bool):
+            return returned
     except click.exceptions.Exit as done:
         return int(done.exit_code)
     except click.ClickException as usage:
