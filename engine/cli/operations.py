@@ -162,14 +162,16 @@ def trace_lines(plan: Plan) -> list[str]:
 
 def print_plan(plan: Plan, *, explain: bool) -> None:
     """The plan as tables: splits, credits, payments, voids, unallocated, warnings."""
+    # Tables fit 120 columns; a line of text (a reason, a trace entry) is never
+    # wrapped, so its FILE:LINE:COL stays on the line it belongs to.
     console = Console(highlight=False, width=120, soft_wrap=False)
     title = f"{plan.operation}" + (f" {plan.rule}" if plan.rule else "")
     if plan.preview:
         title += " (preview: nothing written)"
-    console.print(title, markup=False)
+    console.print(title, markup=False, soft_wrap=True)
     if plan.blocked is not None:
         where = f" ({plan.blocked.clause})" if plan.blocked.clause else ""
-        console.print(f"BLOCKED: {plan.blocked.reason}{where}", markup=False)
+        console.print(f"BLOCKED: {plan.blocked.reason}{where}", markup=False, soft_wrap=True)
     if plan.charges:
         table = Table("charge", "patient", "provider", "date", "amount", title="Charges posted")
         for c in plan.charges:
@@ -189,7 +191,7 @@ def print_plan(plan: Plan, *, explain: bool) -> None:
             )
         console.print(table)
     elif plan.blocked is None and not plan.payments and not plan.voids:
-        console.print("No splits.", markup=False)
+        console.print("No splits.", markup=False, soft_wrap=True)
     if plan.credits:
         table = Table("payment", "amount", "due to", "memo", "provider", "office", title="Credits")
         for credit in plan.credits:
@@ -220,11 +222,11 @@ def print_plan(plan: Plan, *, explain: bool) -> None:
         console.print(table)
     for warning in plan.warnings:
         where = f" ({warning.clause})" if warning.clause else ""
-        console.print(f"warning: {warning.message}{where}", markup=False)
+        console.print(f"warning: {warning.message}{where}", markup=False, soft_wrap=True)
     if explain and plan.trace:
-        console.print("Trace:", markup=False)
+        console.print("Trace:", markup=False, soft_wrap=True)
         for line in trace_lines(plan):
-            console.print(f"  {line}", markup=False)
+            console.print(f"  {line}", markup=False, soft_wrap=True)
 
 
 def finish(
