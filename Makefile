@@ -9,10 +9,15 @@ EXAMPLE := examples/ledgers/smith_family.json
 
 .PHONY: demo test lint typecheck unit bench soak fuzz clean
 
-$(STAMP): pyproject.toml
+# The example vendor plugin is installed too, exactly as a practice would
+# install a third-party plugin: its tests and scenarios run in `make test`.
+VENDOR := examples/vendor-plugin
+
+$(STAMP): pyproject.toml $(VENDOR)/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test,dask]'
+	$(BIN)/python -m pip install --quiet -e $(VENDOR)
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -562,12 +562,12 @@ class _RuleRun:
             candidate.installment,
         )
 
-    def order(self, candidates: list[_Candidate]) -> list[_Candidate]:
+    def order(self, candidates: list[_Candidate], views: list[Target]) -> list[_Candidate]:
+        """The candidates in the rule's order; ``views`` are their targets, in the same order."""
         orders = self.rule.orders
         payment = self.request.payment
 
-        def key(candidate: _Candidate) -> tuple[Any, ...]:
-            target = self.view(candidate)
+        def key(candidate: _Candidate, target: Target) -> tuple[Any, ...]:
             parts: list[Any] = []
             if payment is not None and not self.rule.pooled:
                 for pref in self.rule.preferences:
@@ -581,7 +581,7 @@ class _RuleRun:
             parts.append(candidate.position)
             return tuple(parts)
 
-        keyed = [(key(c), n, c) for n, c in enumerate(candidates)]
+        keyed = [(key(c, v), n, c) for n, (c, v) in enumerate(zip(candidates, views, strict=True))]
         try:
             keyed.sort(key=lambda entry: entry[:2])
         except TypeError as exc:
@@ -589,9 +589,8 @@ class _RuleRun:
             raise _refuse(clause, f"gave sort keys that cannot be compared ({exc})") from exc
         return [c for _, _, c in keyed]
 
-    def target_check(self, candidate: _Candidate) -> tuple[str, str | None] | None:
-        """Why the target is skipped before any credit is looked at, or None."""
-        target = self.view(candidate)
+    def target_check(self, candidate: _Candidate, target: Target) -> tuple[str, str | None] | None:
+        """Why the target (the candidate's view) is skipped before any credit is looked at."""
         charge = candidate.charge
         if (
             candidate.installment is None
@@ -639,11 +638,26 @@ class _RuleRun:
         return None
 
     def check_split(
-        self, payment: Payment, target: Target, amount: Cents, credit_left: Cents
+        self,
+        payment: Payment,
+        target: Target,
+        amount: Cents,
+        credit_left: Cents,
+        *,
+        probe: bool = False,
     ) -> tuple[str, str] | None:
-        """Run every split guard; a refusal's (reason, clause), or None (warnings noted)."""
+        """Run every split guard; a refusal's (reason, clause), or None (warnings noted).
+
+        A probe asks whether the credit could pay the target at all, were there
+        enough of it; its warnings are not noted, since no split is made.
+        """
         proposed = ProposedSplit(
-            payment=payment, target=target, amount=amount, credit_left=credit_left, manual=False
+            payment=payment,
+            target=target,
+            amount=amount,
+            credit_left=credit_left,
+            manual=False,
+            run_date=self.request.run_date,
         )
         warnings: list[PlanWarning] = []
         for guard in self.guards:
@@ -658,9 +672,31 @@ class _RuleRun:
             raise _refuse(
                 guard, f"returned {verdict!r} from check_split (expected Refuse, Warn or None)"
             )
-        for warning in warnings:
-            self.warn(warning.message, warning.clause)
+        if not probe:
+            for warning in warnings:
+                self.warn(warning.message, warning.clause)
         return None
+
+    def barred(
+        self, target: Target, sources: list[Payment], own: set[str] | None
+    ) -> tuple[str, str, str] | None:
+        """(reason, clause, source) when no source may pay the target even with credit to
+        spare (a guard or the scope forbids every one), or None when some source could.
+
+        A target that no credit may pay is not owed by it: an outcome guard such as
+        "only when payment covers balance" must not count it (003: Dr 1's payment
+        pays all of Dr 1's invoices, whatever Dr 2 is owed).
+        """
+        first: tuple[str, str, str] | None = None
+        for source in self.source_order(target, sources):
+            if own is not None and source.patient not in own:
+                continue
+            need = target.allocatable
+            refusal = self.check_split(source, target, need, need, probe=True)
+            if refusal is None:
+                return None
+            first = first or (refusal[0], refusal[1], source.id)
+        return first
 
     def distribution(self, eligible: list[_Candidate], credit: Cents) -> dict[str, Cents] | None:
         clause = self.rule.distribution
@@ -706,10 +742,9 @@ class _RuleRun:
         return wanted
 
     def operation_view(self, patients: Sequence[str], candidates: list[_Candidate]) -> Operation:
-        charges: list[Charge] = []
+        charges: dict[str, Charge] = {}
         for candidate in candidates:
-            if candidate.charge not in charges:
-                charges.append(candidate.charge)
+            charges.setdefault(candidate.charge.id, candidate.charge)
         return Operation(
             name=self.request.operation,
             account=self.account,
@@ -717,7 +752,7 @@ class _RuleRun:
             run_date=self.request.run_date,
             payment=self.request.payment,
             patients=frozenset(patients),
-            charges=tuple(charges),
+            charges=tuple(charges.values()),
             manual=False,
         )
 
@@ -756,10 +791,13 @@ class _RuleRun:
                 )
                 return self.plan(blocked=blocked, touched=touched)
 
-        ordered = self.order(candidates)
+        # Nothing is allocated until every target is checked: one view each serves both.
+        views = [self.view(c) for c in candidates]
+        view_of = {id(c): v for c, v in zip(candidates, views, strict=True)}
+        ordered = self.order(candidates, views)
         eligible: list[_Candidate] = []
         for candidate in ordered:
-            skipped = self.target_check(candidate)
+            skipped = self.target_check(candidate, view_of[id(candidate)])
             if skipped is not None:
                 self.note(candidate.id, skipped[0], skipped[1])
             else:
@@ -832,7 +870,10 @@ class _RuleRun:
                 self.note(
                     candidate.id, reason, clause_at, source=source.id, used=True, amount=amount
                 )
-            if not considered:
+            if not considered and (bar := self.barred(target, sources, own)) is not None:
+                refused = True
+                self.note(candidate.id, bar[0], bar[1], source=bar[2])
+            elif not considered:
                 shown = payment.id if payment is not None and not rule.pooled else None
                 what = f"nothing left of {shown}" if shown else "no credit left"
                 self.note(
@@ -851,9 +892,9 @@ class _RuleRun:
             credit_left=sum(left.values()),
             splits=tuple(made_for),
             unpaid=tuple(
-                (self.view(c), self.view(c).allocatable)
-                for c in unpaid
-                if self.view(c).allocatable > 0
+                (view, view.allocatable)
+                for view in (self.view(c) for c in unpaid)
+                if view.allocatable > 0
             ),
         )
         for guard in self.guards:
@@ -1060,7 +1101,12 @@ def allocate_by_hand(request: ManualRequest) -> Plan:
     credit_left = figures.unallocated(payment)
     for target, amount in proposals:
         proposed = ProposedSplit(
-            payment=payment, target=target, amount=amount, credit_left=credit_left, manual=True
+            payment=payment,
+            target=target,
+            amount=amount,
+            credit_left=credit_left,
+            manual=True,
+            run_date=request.run_date,
         )
         spoke = False
         for guard in request.settings_guards:

@@ -74,6 +74,8 @@ class ProposedSplit:
     credit_left: Cents
     """What this payment had left to give before this split."""
     manual: bool
+    run_date: dt.date
+    """The date the operation runs as of (``--as-of``, else the ledger's ``as_of``)."""
 
 
 @dataclass(frozen=True, slots=True)

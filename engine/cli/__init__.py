@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import click
 
 from paysplit import __version__
-from paysplit.cli import language, operations, reports
+from paysplit.cli import batch, language, operations, reports, testing
 from paysplit.cli.common import echo_err, emit_json
 from paysplit.errors import PaysplitError
 
@@ -36,7 +36,7 @@ def cli() -> None:
     """
 
 
-for _module in (reports, language, operations):
+for _module in (reports, language, operations, testing, batch):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

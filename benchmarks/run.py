@@ -1,0 +1,554 @@
+"""``make bench``: paysplit's batch runner against the hand-written loop, side by side.
+
+    python -m benchmarks.run                       # 20,000 and 200,000 accounts
+    python -m benchmarks.run --sizes 2000 20000    # a quicker look
+    python -m benchmarks.run --skip-dask
+
+For each size it generates (once, cached in ``bench-out/``) a seeded synthetic
+JSON Lines ledger, then measures, each in a fresh process and one after the
+other on the same data:
+
+* ``handwritten``: :mod:`benchmarks.handwritten`, read + allocate + write;
+* ``paysplit w1``: ``run_batch`` with the local engine, one worker (in process);
+* ``paysplit w2``: the local engine with two worker processes;
+* ``dask w2``: a 2-worker Dask ``LocalCluster`` (processes, 1 thread each);
+
+and, in this process, the allocation step alone (the compiled rule applied to
+accounts parsed beforehand, against the loop's allocation on the same
+accounts). Every paysplit run must write the same plans byte for byte, and
+the splits must equal the hand-written loop's (on a sample of payments, and
+on every account of the allocation step): a mismatch fails the benchmark.
+
+Peak memory is the largest resident set of any one process of the run (from
+``wait4``) and, for runs with workers, the peak of the whole process tree's
+resident memory summed (sampled every 0.1 s with psutil). Results go to
+``bench-out/results.json`` and, as a Markdown table, ``bench-out/results.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import gc
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks import generate, handwritten
+
+OUT = Path("bench-out")
+SEED = 6
+RULE_NAME = "bench"
+RULE_TEXT = """\
+# The benchmark rule (issue 6): Apply Automatically's due-patient mode, never across doctors.
+rule bench "Due patient, oldest first, no cross-doctor":
+    oldest first where status in (due_patient, pending_patient), no cross-doctor
+"""
+ALLOCATION_SAMPLE = 5_000
+"""Accounts parsed up front for the allocation-only measurement."""
+
+
+@dataclass
+class Run:
+    name: str
+    accounts: int
+    payments: int
+    splits: int
+    seconds: float
+    peak_rss_mb: float
+    peak_tree_mb: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def accounts_per_s(self) -> float:
+        return self.accounts / self.seconds
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "run": self.name,
+            "accounts": self.accounts,
+            "payments": self.payments,
+            "splits": self.splits,
+            "seconds": round(self.seconds, 2),
+            "accounts_per_s": round(self.accounts / self.seconds),
+            "payments_per_s": round(self.payments / self.seconds),
+            "splits_per_s": round(self.splits / self.seconds),
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "peak_tree_mb": round(self.peak_tree_mb, 1),
+            **self.extra,
+        }
+
+
+# --- data -------------------------------------------------------------------------
+def ledger_for(accounts: int) -> Path:
+    """The seeded ledger of this size, generated once (a stamp says with what)."""
+    path = OUT / f"ledger-{accounts}.jsonl"
+    stamp = path.with_suffix(".stamp.json")
+    meta = {"accounts": accounts, "seed": SEED, "generator": _generator_digest()}
+    if path.exists() and stamp.exists() and json.loads(stamp.read_text()) == meta:
+        return path
+    print(f"generating {accounts:,} accounts into {path} ...", file=sys.stderr, flush=True)
+    generate.write(path, accounts, SEED)
+    stamp.write_text(json.dumps(meta))
+    return path
+
+
+def _generator_digest() -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(generate.__file__).read_bytes()).hexdigest()[:16]
+
+
+def rule_file() -> Path:
+    path = OUT / "bench.rules"
+    if not path.exists() or path.read_text() != RULE_TEXT:
+        path.write_text(RULE_TEXT)
+    return path
+
+
+# --- measuring a process ------------------------------------------------------------
+class _TreeSampler(threading.Thread):
+    """Peak of the summed resident memory of a process and all its descendants."""
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            import psutil
+        except ImportError:  # pragma: no cover - psutil comes with distributed
+            return
+        try:
+            root = psutil.Process(self.pid)
+        except psutil.Error:
+            return
+        while not self.done.is_set():
+            try:
+                procs = [root, *root.children(recursive=True)]
+                total = 0
+                for proc in procs:
+                    with contextlib.suppress(psutil.Error):
+                        total += proc.memory_info().rss
+                self.peak = max(self.peak, total)
+            except psutil.Error:
+                return
+            self.done.wait(0.1)
+
+
+def measure(command: list[str]) -> tuple[dict[str, Any], float, float, float]:
+    """Run a child; its JSON output, wall seconds, peak RSS of one process, of the tree."""
+    started = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE)
+    sampler = _TreeSampler(child.pid)
+    sampler.start()
+    assert child.stdout is not None
+    output = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    seconds = time.perf_counter() - started
+    sampler.done.set()
+    sampler.join()
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode != 0:
+        raise SystemExit(f"benchmark child failed ({child.returncode}): {' '.join(command)}")
+    peak_one = usage.ru_maxrss / 1024  # KiB on Linux
+    return json.loads(output), seconds, peak_one, sampler.peak / (1 << 20)
+
+
+def run_handwritten(ledger: Path, out: Path) -> Run:
+    result, seconds, peak, tree = measure(
+        [sys.executable, "-m", "benchmarks.handwritten", str(ledger), str(out)]
+    )
+    return Run(
+        "handwritten",
+        result["accounts"],
+        result["payments"],
+        result["splits"],
+        seconds,
+        peak,
+        max(tree, peak),
+    )
+
+
+def run_paysplit(name: str, ledger: Path, out: Path, engine: str, workers: int) -> Run:
+    job = {
+        "rules": [str(rule_file())],
+        "rule": RULE_NAME,
+        "inputs": [str(ledger)],
+        "out": str(out),
+        "engine": engine,
+        "workers": workers,
+    }
+    result, seconds, peak, tree = measure(
+        [sys.executable, "-m", "benchmarks.run", "--child", json.dumps(job)]
+    )
+    return Run(
+        name,
+        result["accounts"],
+        result["payments"],
+        result["splits"],
+        seconds,
+        peak,
+        max(tree, peak),
+        {"inner_seconds": result["seconds"]},
+    )
+
+
+def child(job_text: str) -> int:
+    """The paysplit side of a measurement, in its own process: one ``run_batch``."""
+    from paysplit.batch import BatchSpec, run_batch
+
+    job = json.loads(job_text)
+    spec = BatchSpec(rule_files=tuple(job["rules"]), rule=job["rule"])
+    summary = run_batch(
+        spec, job["inputs"], job["out"], engine=job["engine"], workers=job["workers"]
+    )
+    print(json.dumps(summary.to_json()))
+    return 0
+
+
+# --- checks -------------------------------------------------------------------------
+def _lines(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as stream:
+        yield from stream
+
+
+def same_splits_on_sample(paysplit_plans: Path, handwritten_out: Path, every: int = 37) -> int:
+    """Compare the splits of every ``every``-th payment (and the first 1000); count compared."""
+    compared = 0
+    for n, (ours, theirs) in enumerate(
+        zip(_lines(paysplit_plans), _lines(handwritten_out), strict=True)
+    ):
+        if n >= 1000 and n % every:
+            continue
+        plan_line = json.loads(ours)
+        loop_line = json.loads(theirs)
+        mine = [(s["id"], s["charge"], s["amount"]) for s in plan_line["plan"]["splits"]]
+        loop = [(s["id"], s["charge"], s["amount"]) for s in loop_line["splits"]]
+        where = (plan_line["account"], plan_line["payment"], loop_line["payment"])
+        if plan_line["payment"] != loop_line["payment"] or mine != loop:
+            raise SystemExit(f"splits differ at payment line {n + 1} {where}: {mine} != {loop}")
+        compared += 1
+    return compared
+
+
+def same_bytes(a: Path, b: Path) -> None:
+    with open(a, "rb") as x, open(b, "rb") as y:
+        while True:
+            p, q = x.read(1 << 20), y.read(1 << 20)
+            if p != q:
+                raise SystemExit(f"{a} and {b} differ: the engines must write the same bytes")
+            if not p:
+                return
+
+
+# --- the allocation step alone ------------------------------------------------------
+def allocation_only(ledger: Path, sample: int, rounds: int = 3) -> dict[str, Any]:
+    """The compiled rule against accounts already parsed, and the loop on the same accounts.
+
+    Both sides get the first ``sample`` accounts of ``ledger`` parsed beforehand (the
+    loop: its tuples; paysplit: validated :class:`~paysplit.ledger.Account` models) and
+    are timed doing only the allocation, best of ``rounds``; their splits must be equal.
+    """
+    from paysplit.batch import BatchSpec, Worker
+    from paysplit.errors import LedgerError
+    from paysplit.ledger import Account
+
+    worker = Worker(BatchSpec(rule_files=(str(rule_file().resolve()),), rule=RULE_NAME))
+    header, fields = worker.header(str(ledger.resolve()))
+    run_date = worker.run_date(header)
+    raw_lines: list[bytes] = []
+    with open(ledger, "rb") as stream:
+        stream.readline()
+        for line in stream:
+            raw_lines.append(line)
+            if len(raw_lines) >= sample:
+                break
+
+    started = time.perf_counter()
+    for line in raw_lines:
+        handwritten.parse(line)
+    loop_parse = time.perf_counter() - started
+    started = time.perf_counter()
+    accounts: list[Account] = []
+    for number, line in enumerate(raw_lines, start=2):
+        parsed = worker.read_account(line, number, header, f"line {number}")
+        if isinstance(parsed, LedgerError):
+            raise SystemExit(f"line {number} of the generated ledger does not load: {parsed}")
+        accounts.append(parsed)
+    our_parse = time.perf_counter() - started
+
+    Made = list[tuple[str, str, str, int]]
+
+    def ours() -> tuple[Made, float]:
+        started = time.perf_counter()
+        plans = [worker.allocate_account(account, fields, run_date) for account in accounts]
+        seconds = time.perf_counter() - started
+        made = [
+            (s.id, s.payment, s.charge or "", s.amount)
+            for account_plans in plans
+            for _, plan in account_plans
+            for s in plan.splits
+        ]
+        return made, seconds
+
+    def loop() -> tuple[Made, float]:
+        fresh = [handwritten.parse(line) for line in raw_lines]  # allocate() updates in place
+        started = time.perf_counter()
+        made = handwritten.splits_of(fresh)
+        return [(s[0], s[1], s[2], s[3]) for s in made], time.perf_counter() - started
+
+    ours_times: list[float] = []
+    loop_times: list[float] = []
+    our_splits: Made = []
+    loop_splits: Made = []
+    for _ in range(rounds):
+        gc.collect()
+        loop_splits, seconds = loop()
+        loop_times.append(seconds)
+        gc.collect()
+        our_splits, seconds = ours()
+        ours_times.append(seconds)
+    if our_splits != loop_splits:
+        first = next(
+            (n for n, (a, b) in enumerate(zip(our_splits, loop_splits, strict=False)) if a != b),
+            min(len(our_splits), len(loop_splits)),
+        )
+        raise SystemExit(
+            f"allocation step: the splits differ at split {first} "
+            f"({len(our_splits)} made by paysplit, {len(loop_splits)} by the loop)"
+        )
+    best_ours, best_loop = min(ours_times), min(loop_times)
+    return {
+        "accounts": len(accounts),
+        "splits": len(our_splits),
+        "paysplit_seconds": best_ours,
+        "handwritten_seconds": best_loop,
+        "paysplit_accounts_per_s": len(accounts) / best_ours,
+        "handwritten_accounts_per_s": len(accounts) / best_loop,
+        "ratio": best_loop / best_ours,
+        "paysplit_parse_us_per_account": 1e6 * our_parse / len(accounts),
+        "handwritten_parse_us_per_account": 1e6 * loop_parse / len(accounts),
+        "paysplit_rounds": [round(t, 3) for t in ours_times],
+        "handwritten_rounds": [round(t, 4) for t in loop_times],
+        "median_ratio": statistics.median(loop_times) / statistics.median(ours_times),
+    }
+
+
+# --- the machine --------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": dt.date.today().isoformat(),
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+# --- the report ---------------------------------------------------------------------
+def markdown(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    lines = [
+        f"Machine: {m['nproc']} CPUs ({m['cpu']}), Python {m['python']}, {m['platform']}; "
+        f"load average at start {m['loadavg_at_start']}.",
+        "",
+        "| accounts | run | seconds | accounts/s | payments/s | splits/s | "
+        "peak RSS (one process) | peak RSS (all processes) | ratio |",
+        "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for size in results["sizes"]:
+        runs = {r["run"]: r for r in size["runs"]}
+        base = runs.get("handwritten")
+        w1 = runs.get("paysplit w1")
+        w2 = runs.get("paysplit w2")
+        for row in size["runs"]:
+            ratio = ""
+            if row["run"] == "paysplit w1" and base:
+                ratio = f"{row['accounts_per_s'] / base['accounts_per_s']:.2f}× handwritten"
+            elif row["run"] == "paysplit w2" and w1:
+                ratio = f"{row['accounts_per_s'] / w1['accounts_per_s']:.2f}× w1"
+            elif row["run"] == "dask w2" and w2:
+                ratio = f"{row['seconds'] / w2['seconds']:.2f}× w2's time"
+            lines.append(
+                f"| {row['accounts']:,} | {row['run']} | {row['seconds']:.1f} | "
+                f"{row['accounts_per_s']:,} | {row['payments_per_s']:,} | "
+                f"{row['splits_per_s']:,} | {row['peak_rss_mb']:.0f} MB | "
+                f"{row['peak_tree_mb']:.0f} MB | {ratio} |"
+            )
+    alloc = results.get("allocation_only")
+    if alloc:
+        lines += [
+            "",
+            f"Allocation step alone ({alloc['accounts']:,} accounts parsed beforehand, "
+            f"{alloc['splits']:,} splits, best of {len(alloc['paysplit_rounds'])}): paysplit "
+            f"{alloc['paysplit_accounts_per_s']:,.0f} accounts/s, hand-written loop "
+            f"{alloc['handwritten_accounts_per_s']:,.0f} accounts/s: "
+            f"**{alloc['ratio']:.3f}×**. Parsing: paysplit "
+            f"{alloc['paysplit_parse_us_per_account']:.0f} µs/account (JSON, pydantic, "
+            f"references), loop {alloc['handwritten_parse_us_per_account']:.0f} µs/account.",
+        ]
+    lines += ["", "Targets:", ""]
+    for target in results["targets"]:
+        mark = "met" if target["met"] else "**missed**"
+        lines.append(f"- {target['name']}: {target['value']} (target {target['goal']}): {mark}")
+    return "\n".join(lines) + "\n"
+
+
+def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    sizes = results["sizes"]
+    by_size = {s["accounts"]: {r["run"]: r for r in s["runs"]} for s in sizes}
+    largest = max(by_size)
+    smallest = min(by_size)
+    for accounts, runs in sorted(by_size.items()):
+        if "handwritten" in runs and "paysplit w1" in runs:
+            ratio = runs["paysplit w1"]["accounts_per_s"] / runs["handwritten"]["accounts_per_s"]
+            found.append(
+                {
+                    "name": f"end to end, 1 worker vs hand-written, {accounts:,} accounts",
+                    "value": f"{ratio:.2f}×",
+                    "goal": "≥ 0.5×",
+                    "met": ratio >= 0.5,
+                }
+            )
+        if "paysplit w1" in runs and "paysplit w2" in runs:
+            ratio = runs["paysplit w2"]["accounts_per_s"] / runs["paysplit w1"]["accounts_per_s"]
+            found.append(
+                {
+                    "name": f"--workers 2 vs 1, {accounts:,} accounts",
+                    "value": f"{ratio:.2f}×",
+                    "goal": "≥ 1.7×",
+                    "met": ratio >= 1.7,
+                }
+            )
+    alloc = results.get("allocation_only")
+    if alloc:
+        found.append(
+            {
+                "name": "allocation step alone vs hand-written",
+                "value": f"{alloc['ratio']:.3f}×",
+                "goal": "≥ 0.5×",
+                "met": alloc["ratio"] >= 0.5,
+            }
+        )
+    big = by_size[largest].get("paysplit w1")
+    small = by_size[smallest].get("paysplit w1")
+    if big:
+        found.append(
+            {
+                "name": f"peak memory, 1 worker, {largest:,} accounts",
+                "value": f"{big['peak_rss_mb']:.0f} MB",
+                "goal": "< 300 MB",
+                "met": big["peak_rss_mb"] < 300,
+            }
+        )
+    if big and small and largest != smallest:
+        growth = big["peak_rss_mb"] / small["peak_rss_mb"] - 1
+        found.append(
+            {
+                "name": f"memory growth {smallest:,} → {largest:,} accounts, 1 worker",
+                "value": f"{growth:+.1%}",
+                "goal": "within 20%",
+                "met": abs(growth) <= 0.2,
+            }
+        )
+    dask_run = by_size[largest].get("dask w2")
+    local2 = by_size[largest].get("paysplit w2")
+    if dask_run and local2:
+        slower = dask_run["seconds"] / local2["seconds"] - 1
+        found.append(
+            {
+                "name": f"Dask 2-worker LocalCluster vs local --workers 2, {largest:,} accounts",
+                "value": f"{slower:+.1%} time",
+                "goal": "within 25%",
+                "met": slower <= 0.25,
+            }
+        )
+    return found
+
+
+def _report(runs: list[Run], run: Run) -> None:
+    runs.append(run)
+    print(json.dumps(run.row()), file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="paysplit batch benchmarks (make bench)")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[20_000, 200_000])
+    parser.add_argument("--skip-dask", action="store_true")
+    parser.add_argument("--keep-output", action="store_true", help="keep the plans written")
+    parser.add_argument("--allocation-sample", type=int, default=ALLOCATION_SAMPLE)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        return child(args.child)
+
+    OUT.mkdir(exist_ok=True)
+    results: dict[str, Any] = {"machine": machine(), "sizes": []}
+    print(json.dumps(results["machine"]), file=sys.stderr)
+    rule_file()
+    for accounts in sorted(args.sizes):
+        ledger = ledger_for(accounts)
+        work = OUT / f"run-{accounts}"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        runs: list[Run] = []
+        _report(runs, run_handwritten(ledger, work / "handwritten.jsonl"))
+        _report(runs, run_paysplit("paysplit w1", ledger, work / "w1", "local", 1))
+        plans = f"{ledger.stem}.plans.jsonl"
+        compared = same_splits_on_sample(work / "w1" / plans, work / "handwritten.jsonl")
+        _report(runs, run_paysplit("paysplit w2", ledger, work / "w2", "local", 2))
+        same_bytes(work / "w1" / plans, work / "w2" / plans)
+        if not args.skip_dask:
+            _report(runs, run_paysplit("dask w2", ledger, work / "dask", "dask", 2))
+            same_bytes(work / "w1" / plans, work / "dask" / plans)
+        results["sizes"].append(
+            {
+                "accounts": accounts,
+                "ledger_bytes": ledger.stat().st_size,
+                "plans_bytes": (work / "w1" / plans).stat().st_size,
+                "payments_compared_with_loop": compared,
+                "runs": [r.row() for r in runs],
+            }
+        )
+        if not args.keep_output:
+            shutil.rmtree(work, ignore_errors=True)
+
+    if args.allocation_sample > 0:
+        smallest = min(args.sizes)
+        results["allocation_only"] = allocation_only(
+            ledger_for(smallest), min(args.allocation_sample, smallest)
+        )
+    results["targets"] = targets(results)
+    (OUT / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    table = markdown(results)
+    (OUT / "results.md").write_text(table)
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,567 @@
+"""Batch allocation (``paysplit batch``): same plans as ``apply``, whatever the workers.
+
+The ledgers are JSON Lines files written here: a few hand-made accounts whose
+outcome is known, and accounts from the seeded benchmark generator (payments
+from patients and insurers, with and without a provider, void, refunded,
+partly allocated; charges in every status, debits, estimates, adjustments).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import multiprocessing
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from paysplit import batch
+from paysplit.apply import apply_plan
+from paysplit.batch import BatchSpec, plan_chunks, resolve_inputs, run_batch, scan_lines
+from paysplit.cli import cli, main
+from paysplit.cli.batch import batch_command, spread_greedy
+from paysplit.errors import PluginError
+from paysplit.ledger import Ledger, LedgerHeader
+from paysplit.ledger_io import iter_jsonl
+from paysplit.operations import apply_rule
+
+ROOT = Path(__file__).resolve().parent.parent
+cli.add_command(batch_command)  # the same command paysplit.cli wires in
+
+RULES = """\
+settings:
+    default unearned type prepayment
+
+rule due_patient "Apply to charges DUE PATIENT, dependents too (oldest first)":
+    oldest first where status in (due_patient, pending_patient)
+    include dependents
+    leftover credit due patient memo "Account credit"
+
+rule careful "Due patient, never across doctors, never past unattached credit":
+    oldest first where status in (due_patient, pending_patient), no cross-doctor
+    block on unattached negative adjustments
+"""
+
+
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_generate", ROOT / "benchmarks/generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+GENERATE = _generator()
+HEADER: dict[str, Any] = GENERATE.header()
+
+
+def _account(aid: str, **lists: Any) -> dict[str, Any]:
+    return {"id": aid, "patients": [{"id": f"{aid}-P1", "name": "Jenny"}], **lists}
+
+
+def _charge(aid: str, n: int, amount: str, *, date: str = "2025-01-10", **more: Any) -> Any:
+    return {
+        "id": f"{aid}-C{n}",
+        "patient": f"{aid}-P1",
+        "provider": "DR1",
+        "date": date,
+        "amount": amount,
+        "status": "due_patient",
+        **more,
+    }
+
+
+def _payment(aid: str, n: int, amount: str, *, date: str = "2025-02-01", **more: Any) -> Any:
+    return {
+        "id": f"{aid}-PAY{n}",
+        "patient": f"{aid}-P1",
+        "payer": "patient",
+        "provider": "DR1",
+        "date": date,
+        "type": "payment",
+        "amount": amount,
+        **more,
+    }
+
+
+def write_jsonl(path: Path, lines: list[Any]) -> Path:
+    """A JSON Lines ledger: the header, then each account (a dict, or a raw text line)."""
+    text = [json.dumps(HEADER)]
+    text += [line if isinstance(line, str) else json.dumps(line) for line in lines]
+    path.write_text("\n".join(text) + "\n", encoding="utf-8")
+    return path
+
+
+def generated(path: Path, accounts: int, seed: int = 11) -> Path:
+    with open(path, "w", encoding="utf-8") as out:
+        out.writelines(GENERATE.lines(accounts, seed))
+    return path
+
+
+@pytest.fixture
+def rules_file(tmp_path: Path) -> Path:
+    path = tmp_path / "batch.rules"
+    path.write_text(RULES, encoding="utf-8")
+    return path
+
+
+def spec(rules_file: Path, rule: str = "due_patient") -> BatchSpec:
+    return BatchSpec(rule_files=(str(rules_file),), rule=rule)
+
+
+def read_lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def tree(folder: Path) -> dict[str, bytes]:
+    """Every file in the folder (temporaries and staging included) with its bytes."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+# --- the plans are apply's plans -----------------------------------------------------
+def expected_plans(ledger_path: Path, rules_file: Path, rule: str) -> Iterator[dict[str, Any]]:
+    """What ``apply_rule`` gives, one payment at a time in date order, each plan applied."""
+    rules = batch.worker_for(batch._resolved(spec(rules_file, rule))).rules
+    header, accounts = iter_jsonl(ledger_path)
+    fields = {name: getattr(header, name) for name in LedgerHeader.model_fields}
+    for line_no, account in accounts:
+        assert not isinstance(account, Exception), account
+        ledger = Ledger.model_construct(**fields, accounts=(account,))
+        order = sorted(
+            (p.date, n, p.id)
+            for n, p in enumerate(account.payments)
+            if not p.void and p.type == "payment"
+        )
+        for _, _, payment_id in order:
+            current = ledger.accounts[0]
+            payment = next(p for p in current.payments if p.id == payment_id)
+            from paysplit.figures import AccountFigures
+
+            if AccountFigures.of(account).unallocated(payment) <= 0:
+                continue
+            plan = apply_rule(ledger, rules, rule, payment_id=payment_id)
+            if plan.blocked is not None:
+                continue
+            yield {"account": account.id, "line": line_no, "payment": payment_id, **plan.to_json()}
+            ledger = apply_plan(ledger, plan)
+
+
+@pytest.mark.parametrize("rule", ["due_patient", "careful"])
+def test_batch_writes_the_plans_apply_makes_payment_by_payment(
+    tmp_path: Path, rules_file: Path, rule: str
+) -> None:
+    ledger_path = generated(tmp_path / "practice.jsonl", 120)
+    summary = run_batch(spec(rules_file, rule), [str(ledger_path)], tmp_path / "out")
+
+    written = read_lines(tmp_path / "out" / "practice.plans.jsonl")
+    got = [{k: v for k, v in line.items() if k != "plan"} | line["plan"] for line in written]
+    want = list(expected_plans(ledger_path, rules_file, rule))
+    assert got == want
+    assert summary.counts.accounts == 120
+    assert summary.counts.payments == len(want) + summary.counts.blocked
+    assert summary.counts.splits == sum(len(p["splits"]) for p in want) > 100
+    if rule == "due_patient":
+        assert summary.counts.credits == sum(len(p["credits"]) for p in want) > 0
+        assert summary.counts.blocked == 0
+    else:
+        assert summary.counts.blocked > 0  # the generator gives some accounts unattached credit
+
+
+def test_each_payment_sees_the_splits_of_the_earlier_ones(tmp_path: Path, rules_file: Path) -> None:
+    """Payments run by date (then ledger order), not in the order they are listed."""
+    account = _account(
+        "A1",
+        charges=[_charge("A1", 1, "100.00", date="2025-01-01"), _charge("A1", 2, "50.00")],
+        payments=[
+            _payment("A1", 1, "80.00", date="2025-03-01"),
+            _payment("A1", 2, "120.00", date="2025-02-01"),
+            _payment("A1", 3, "30.00", date="2025-02-01"),
+            _payment("A1", 4, "10.00", date="2025-01-01", void=True),
+        ],
+    )
+    path = write_jsonl(tmp_path / "one.jsonl", [account])
+    run_batch(spec(rules_file), [str(path)], tmp_path / "out")
+
+    lines = read_lines(tmp_path / "out" / "one.plans.jsonl")
+    assert [line["payment"] for line in lines] == ["A1-PAY2", "A1-PAY3", "A1-PAY1"]
+    splits = [(s["payment"], s["charge"], s["amount"]) for x in lines for s in x["plan"]["splits"]]
+    assert splits == [
+        ("A1-PAY2", "A1-C1", "100.00"),
+        ("A1-PAY2", "A1-C2", "20.00"),
+        ("A1-PAY3", "A1-C2", "30.00"),
+    ]
+    assert lines[2]["plan"]["credits"][0]["amount"] == "80.00"  # nothing left to pay
+    assert [line["line"] for line in lines] == [2, 2, 2]
+
+
+# --- workers -------------------------------------------------------------------------
+def test_two_workers_write_the_same_bytes_as_one(tmp_path: Path, rules_file: Path) -> None:
+    first = generated(tmp_path / "north.jsonl", 90, seed=3)
+    second = generated(tmp_path / "south.jsonl", 45, seed=4)
+    inputs = [str(first), str(second)]
+    one = run_batch(spec(rules_file, "careful"), inputs, tmp_path / "w1", chunk_size=7)
+    two = run_batch(spec(rules_file, "careful"), inputs, tmp_path / "w2", workers=2, chunk_size=7)
+
+    assert one.chunks == two.chunks == 13 + 7
+    produced = tree(tmp_path / "w1")
+    assert set(produced) == {
+        "north.plans.jsonl",
+        "south.plans.jsonl",
+        "errors.jsonl",
+        "summary.json",
+    }
+    again = tree(tmp_path / "w2")
+    for name in ("north.plans.jsonl", "south.plans.jsonl", "errors.jsonl"):
+        assert produced[name] == again[name], name
+    assert one.counts == two.counts
+    assert one.counts.blocked > 0 and one.counts.splits > 0
+    assert set(again) == set(produced)  # no part files or temporaries left
+
+
+def test_chunk_size_changes_nothing_in_the_output(tmp_path: Path, rules_file: Path) -> None:
+    ledger_path = generated(tmp_path / "p.jsonl", 40)
+    run_batch(spec(rules_file), [str(ledger_path)], tmp_path / "a", chunk_size=1)
+    run_batch(spec(rules_file), [str(ledger_path)], tmp_path / "b", chunk_size=1000)
+    assert tree(tmp_path / "a")["p.plans.jsonl"] == tree(tmp_path / "b")["p.plans.jsonl"]
+
+
+# --- bad lines, blocked accounts -------------------------------------------------------
+def test_a_corrupt_line_and_a_blocked_account_leave_the_rest_alone(
+    tmp_path: Path, rules_file: Path
+) -> None:
+    good = [
+        _account(
+            f"A{n}",
+            charges=[_charge(f"A{n}", 1, "60.00")],
+            payments=[_payment(f"A{n}", 1, "25.00")],
+        )
+        for n in range(1, 6)
+    ]
+    blocked = _account(
+        "AB",
+        charges=[_charge("AB", 1, "60.00")],
+        adjustments=[{"id": "AB-ADJ1", "patient": "AB-P1", "amount": "-15.00"}],
+        payments=[_payment("AB", 1, "25.00")],
+    )
+    bad_amount = _account(
+        "AX", charges=[_charge("AX", 1, "12.345")], payments=[_payment("AX", 1, "5.00")]
+    )
+    lines: list[Any] = [
+        good[0],
+        good[1],
+        '{"id": "A9", "patients": [{"id": "A9-P1"',  # cut off mid-line: line 4
+        good[2],
+        blocked,  # line 6
+        "",  # a blank line is not an account
+        bad_amount,  # line 8
+        good[3],
+        good[4],
+    ]
+    path = write_jsonl(tmp_path / "mixed.jsonl", lines)
+    summary = run_batch(spec(rules_file, "careful"), [str(path)], tmp_path / "out")
+
+    plans = read_lines(tmp_path / "out" / "mixed.plans.jsonl")
+    assert [(p["account"], p["line"]) for p in plans] == [
+        ("A1", 2),
+        ("A2", 3),
+        ("A3", 5),
+        ("A4", 9),
+        ("A5", 10),
+    ]
+    assert all(p["plan"]["splits"][0]["amount"] == "25.00" for p in plans)
+    errors = read_lines(tmp_path / "out" / "errors.jsonl")
+    assert [(e["file"], e["line"], e["account"], e["kind"]) for e in errors] == [
+        (str(path), 4, None, "invalid"),
+        (str(path), 6, "AB", "blocked"),
+        (str(path), 8, "AX", "invalid"),
+    ]
+    assert "not valid JSON" in errors[0]["reason"]
+    assert "unattached negative adjustments" in errors[1]["reason"]
+    assert errors[1]["payment"] == "AB-PAY1"
+    assert errors[2]["problems"] == [
+        {"path": "charges[0].amount", "message": "12.345 has more than two decimal places"}
+    ]
+    assert (summary.counts.accounts, summary.counts.errors, summary.counts.blocked) == (8, 2, 1)
+    assert summary.counts.payments == 6
+    stored = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert {k: stored[k] for k in ("accounts", "payments", "splits", "blocked", "errors")} == {
+        "accounts": 8,
+        "payments": 6,
+        "splits": 5,
+        "blocked": 1,
+        "errors": 2,
+    }
+    assert stored["seconds"] >= 0
+
+
+def test_an_account_a_plugin_fails_on_is_reported_whole_and_the_run_goes_on(
+    tmp_path: Path, rules_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger_path = generated(tmp_path / "p.jsonl", 12)
+    run_batch(spec(rules_file), [str(ledger_path)], tmp_path / "before")
+    before = read_lines(tmp_path / "before" / "p.plans.jsonl")
+    victim = next(
+        line["account"]
+        for line in before
+        if sum(1 for other in before if other["account"] == line["account"]) > 1
+    )
+    real = batch.apply_rule
+    calls: dict[str, int] = {}
+
+    def second_payment_fails(ledger: Ledger, *args: Any, **kwargs: Any) -> Any:
+        account = ledger.accounts[0].id
+        calls[account] = calls.get(account, 0) + 1
+        if account == victim and calls[account] == 2:
+            raise PluginError("paysplit.example", "clause 'x' failed in skip_reason: boom")
+        return real(ledger, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "apply_rule", second_payment_fails)
+    summary = run_batch(spec(rules_file), [str(ledger_path)], tmp_path / "out")
+
+    after = read_lines(tmp_path / "out" / "p.plans.jsonl")
+    assert after == [line for line in before if line["account"] != victim]
+    errors = read_lines(tmp_path / "out" / "errors.jsonl")
+    assert [(e["account"], e["kind"]) for e in errors] == [(victim, "failed")]
+    assert errors[0]["line"] == next(x["line"] for x in before if x["account"] == victim)
+    assert "plugin paysplit.example" in errors[0]["reason"] and "boom" in errors[0]["reason"]
+    assert summary.counts.errors == 1 and summary.counts.accounts == 12
+
+
+def test_a_file_whose_header_does_not_load_is_reported_and_the_others_run(
+    tmp_path: Path, rules_file: Path
+) -> None:
+    good = generated(tmp_path / "good.jsonl", 5)
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"format": "paysplit-ledger/1", "practice": {}}\n{"id": "A1"}\n')
+    summary = run_batch(spec(rules_file), [str(broken), str(good)], tmp_path / "out")
+
+    errors = read_lines(tmp_path / "out" / "errors.jsonl")
+    assert [(e["file"], e["line"], e["kind"]) for e in errors] == [(str(broken), 1, "invalid")]
+    assert errors[0]["reason"].startswith('header practice: "name" is required; ')
+    assert 'header: "providers" is required' in errors[0]["reason"]
+    assert (tmp_path / "out" / "broken.plans.jsonl").read_bytes() == b""
+    assert summary.counts.accounts == 5
+    assert summary.counts.errors == 1
+    assert len(read_lines(tmp_path / "out" / "good.plans.jsonl")) == summary.counts.payments
+
+
+# --- atomic output ---------------------------------------------------------------------
+def test_a_run_that_fails_half_way_leaves_the_old_files_whole(
+    tmp_path: Path, rules_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger_path = generated(tmp_path / "p.jsonl", 30)
+    out = tmp_path / "out"
+    run_batch(spec(rules_file), [str(ledger_path)], out, chunk_size=4)
+    before = tree(out)
+
+    calls = {"n": 0}
+    real = batch.Worker.run_account
+
+    def crash_on_the_20th(self: batch.Worker, *args: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 20:
+            raise OSError(28, "No space left on device")
+        real(self, *args)
+
+    monkeypatch.setattr(batch.Worker, "run_account", crash_on_the_20th)
+    with pytest.raises(batch.BatchError, match="No space left on device; nothing was written"):
+        run_batch(spec(rules_file, "careful"), [str(ledger_path)], out, chunk_size=4)
+    assert tree(out) == before  # same files, same bytes, no temporaries
+
+
+def test_a_crashed_worker_process_leaves_no_part_files(
+    tmp_path: Path, rules_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger_path = generated(tmp_path / "p.jsonl", 30)
+
+    def broken(self: batch.Worker, *args: Any) -> None:
+        raise RuntimeError("worker died")
+
+    monkeypatch.setattr(batch.Worker, "run_account", broken)
+    fork = multiprocessing.get_context("fork")
+    monkeypatch.setattr(batch, "_pool_context", lambda: fork)  # so the workers inherit it
+    with pytest.raises(RuntimeError, match="worker died"):
+        run_batch(spec(rules_file), [str(ledger_path)], tmp_path / "out", workers=2, chunk_size=4)
+    assert not (tmp_path / "out").exists()  # created for the run, removed with its temporaries
+
+
+# --- chunks ------------------------------------------------------------------------------
+def test_chunks_cover_every_line_once_with_its_number(tmp_path: Path) -> None:
+    path = tmp_path / "lines.jsonl"
+    body = [b"header", b"a" * 3_000_000, b"", b"b", b"c", b"d", b"e"]
+    path.write_bytes(b"\n".join(body))  # the last line has no newline
+    for size in (1, 2, 3, 6, 50):
+        chunks = list(scan_lines(str(path), size))
+        assert chunks[0][0] == len(b"header\n")
+        assert chunks[-1][1] == path.stat().st_size
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(chunks))
+        assert [c[2] for c in chunks] == list(range(2, 8, size))
+        assert sum(c[3] for c in chunks) == 6
+        data = path.read_bytes()
+        firsts = [data[c[0] : c[1]].split(b"\n")[0] for c in chunks]
+        assert firsts == [body[c[2] - 1] for c in chunks]
+
+
+def test_a_header_only_file_has_no_chunks_and_an_empty_plans_file(
+    tmp_path: Path, rules_file: Path
+) -> None:
+    path = write_jsonl(tmp_path / "empty.jsonl", [])
+    assert plan_chunks(resolve_inputs([str(path)])) == []
+    summary = run_batch(spec(rules_file), [str(path)], tmp_path / "out")
+    assert summary.counts.accounts == 0
+    assert (tmp_path / "out" / "empty.plans.jsonl").read_bytes() == b""
+
+
+# --- the command line ------------------------------------------------------------------
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_the_command_runs_a_glob_and_prints_the_summary(
+    tmp_path: Path, rules_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    generated(tmp_path / "in" / "a.jsonl", 6) if (tmp_path / "in").mkdir() is None else None
+    generated(tmp_path / "in" / "b.jsonl", 4, seed=5)
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli(
+        [
+            "batch",
+            "--rules",
+            str(rules_file),
+            "--rule",
+            "due_patient",
+            "--in",
+            str(tmp_path / "in" / "*.jsonl"),
+            "--out",
+            str(out),
+            "--json",
+        ],
+        capsys,
+    )
+    assert code == 0, stderr
+    assert stderr == ""  # no progress bar when stderr is not a terminal
+    summary = json.loads(stdout)
+    assert summary == json.loads((out / "summary.json").read_text())
+    assert summary["accounts"] == 10
+    assert [f["input"] for f in summary["files"]] == [
+        str(tmp_path / "in" / "a.jsonl"),
+        str(tmp_path / "in" / "b.jsonl"),
+    ]
+    assert sum(f["accounts"] for f in summary["files"]) == 10
+
+
+def test_the_command_takes_several_files_after_one_in(
+    tmp_path: Path, rules_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    a = generated(tmp_path / "a.jsonl", 3)
+    b = generated(tmp_path / "b.jsonl", 2, seed=9)
+    args = ["batch", "--in", str(a), str(b), "--rules", str(rules_file), "--rule", "due_patient"]
+    code, stdout, stderr = run_cli(
+        [*args, "--out", str(tmp_path / "out"), "--workers", "2"], capsys
+    )
+    assert code == 0, stderr
+    assert "accounts" in stdout and "5" in stdout
+    assert (tmp_path / "out" / "a.plans.jsonl").exists()
+    assert (tmp_path / "out" / "b.plans.jsonl").exists()
+
+
+def test_greedy_options_repeat_their_name() -> None:
+    assert spread_greedy(["--in", "a", "b", "--rule", "x", "c", "--rules=r1", "r2"]) == [
+        "--in",
+        "a",
+        "--in",
+        "b",
+        "--rule",
+        "x",
+        "c",
+        "--rules=r1",
+        "--rules",
+        "r2",
+    ]
+    assert spread_greedy(["--in", "a", "--", "b"]) == ["--in", "a", "--", "b"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--in", "{missing}"], "no such file"),
+        (["--in", "{folder}/*.nothing"], "no file matches"),
+        (["--in", "{ledger}", "--scheduler", "tcp://x:1"], "use it with --engine dask"),
+        (["--in", "{ledger}", "--workers", "0"], "--workers"),
+        (["--in", "{ledger}", "--engine", "spark"], "--engine"),
+        (["--in", "{ledger}", "--rule", "nope"], "there is no rule nope"),
+        (["--in", "{ledger}", "--as-of", "tomorrow"], "is not a date"),
+        (["--in", "{ledger}", "{twin}"], "would both write"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_message_and_write_nothing(
+    tmp_path: Path,
+    rules_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    ledger_path = generated(tmp_path / "p.jsonl", 3)
+    (tmp_path / "other").mkdir()
+    twin = generated(tmp_path / "other" / "p.jsonl", 2)
+    names = {
+        "missing": str(tmp_path / "nope.jsonl"),
+        "folder": str(tmp_path),
+        "ledger": str(ledger_path),
+        "twin": str(twin),
+    }
+    args = [a.format(**names) for a in extra]
+    if "--rule" not in args:
+        args += ["--rule", "due_patient"]
+    out = tmp_path / "out"
+    code, _, stderr = run_cli(
+        ["batch", "--rules", str(rules_file), "--out", str(out), *args], capsys
+    )
+    assert code == 2
+    assert message in stderr
+    assert "Traceback" not in stderr
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_rule_files_with_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.rules"
+    bad.write_text("rule r: oldest first where status in (due_patient\n")
+    ledger_path = generated(tmp_path / "p.jsonl", 2)
+    args = ["batch", "--rules", str(bad), "--rule", "r", "--in", str(ledger_path)]
+    code, _, stderr = run_cli([*args, "--out", str(tmp_path / "out")], capsys)
+    assert code == 2
+    assert "bad.rules:1" in stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_run_date_is_fixed_once_for_ledgers_without_as_of(
+    tmp_path: Path, rules_file: Path
+) -> None:
+    header = {**HEADER, "practice": {"name": "No date", "currency": "USD"}}
+    account = _account(
+        "A1", charges=[_charge("A1", 1, "10.00")], payments=[_payment("A1", 1, "5.00")]
+    )
+    path = tmp_path / "nodate.jsonl"
+    path.write_text(json.dumps(header) + "\n" + json.dumps(account) + "\n")
+    run_batch(
+        BatchSpec(rule_files=(str(rules_file),), rule="due_patient", today=_date("2030-01-02")),
+        [str(path)],
+        tmp_path / "out",
+    )
+    plan = read_lines(tmp_path / "out" / "nodate.plans.jsonl")[0]["plan"]
+    assert plan["date"] == "2030-01-02"
+    assert plan["splits"][0]["amount"] == "5.00"
+
+
+def _date(text: str) -> Any:
+    import datetime as dt
+
+    return dt.date.fromisoformat(text)

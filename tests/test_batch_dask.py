@@ -1,0 +1,110 @@
+"""``--engine dask``: the same chunks as a Dask bag, the same bytes as the local engine.
+
+One 2-worker ``LocalCluster`` (processes, one thread each) is started for the
+module; the batch joins it with ``scheduler=ADDR`` as it would join a real
+cluster. A second test lets the batch start (and close) its own cluster.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import distributed  # the dask extra: make installs it
+import pytest
+
+from paysplit.batch import BatchSpec, run_batch
+
+ROOT = Path(__file__).resolve().parent.parent
+RULES = """\
+rule careful "Due patient, never across doctors, never past unattached credit":
+    oldest first where status in (due_patient, pending_patient), no cross-doctor
+    block on unattached negative adjustments
+    leftover credit due patient
+"""
+
+
+def _generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_generate", ROOT / "benchmarks/generate.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    folder = tmp_path_factory.mktemp("dask")
+    generate = _generator()
+    inputs = []
+    for name, accounts, seed in (("east", 150, 21), ("west", 70, 22)):
+        path = folder / f"{name}.jsonl"
+        with open(path, "w", encoding="utf-8") as out:
+            out.writelines(generate.lines(accounts, seed))
+        inputs.append(str(path))
+    with open(inputs[1], "a", encoding="utf-8") as out:
+        out.write('{"id": "broken", "patients": [}\n')  # one bad line among the good ones
+    rules = folder / "careful.rules"
+    rules.write_text(RULES, encoding="utf-8")
+    spec = BatchSpec(rule_files=(str(rules),), rule="careful")
+    local = folder / "local"
+    summary = run_batch(spec, inputs, local, workers=1, chunk_size=16)
+    return {"folder": folder, "inputs": inputs, "spec": spec, "local": local, "summary": summary}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Any]:
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=":0",
+        silence_logs=logging.ERROR,
+    ) as running:
+        yield running
+
+
+def outputs(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != "summary.json"}
+
+
+def test_dask_on_a_running_cluster_writes_what_the_local_engine_writes(
+    data: dict[str, Any], cluster: Any
+) -> None:
+    out = data["folder"] / "dask-joined"
+    summary = run_batch(
+        data["spec"],
+        data["inputs"],
+        out,
+        engine="dask",
+        scheduler=cluster.scheduler_address,
+        chunk_size=16,
+    )
+    local = outputs(data["local"])
+    assert set(local) == {"east.plans.jsonl", "west.plans.jsonl", "errors.jsonl"}
+    assert outputs(out) == local
+    assert summary.counts == data["summary"].counts
+    assert summary.chunks == 10 + 5
+    assert summary.counts.errors == 1 and summary.counts.blocked > 0
+    assert summary.counts.splits > 100
+    stored = json.loads((out / "summary.json").read_text())
+    assert stored["engine"] == "dask"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "east.plans.jsonl",
+        "errors.jsonl",
+        "summary.json",
+        "west.plans.jsonl",
+    ]  # no staging folder, no part files left
+
+
+def test_dask_starts_and_closes_its_own_local_cluster(data: dict[str, Any]) -> None:
+    out = data["folder"] / "dask-own"
+    summary = run_batch(data["spec"], data["inputs"], out, engine="dask", workers=2, chunk_size=40)
+    assert outputs(out) == outputs(data["local"])
+    assert summary.workers == 2
+    assert json.loads((out / "summary.json").read_text())["workers"] == 2
