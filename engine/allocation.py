@@ -683,9 +683,10 @@ class _RuleRun:
         """(reason, clause, source) when no source may pay the target even with credit to
         spare (a guard or the scope forbids every one), or None when some source could.
 
-        A target that no credit may pay is not owed by it: an outcome guard such as
-        "only when payment covers balance" must not count it (003: Dr 1's payment
-        pays all of Dr 1's invoices, whatever Dr 2 is owed).
+        A target that no credit may pay is not owed by it: an outcome guard that
+        keeps an allocation only when the credit pays everything owed must not
+        count it (003: Dr 1's payment pays all of Dr 1's invoices, whatever Dr 2
+        is owed).
         """
         first: tuple[str, str, str] | None = None
         for source in self.source_order(target, sources):

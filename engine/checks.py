@@ -5,8 +5,8 @@
   ages, are intersected for every alternative of the conditions);
 - a clause written twice (in a rule, in the settings, or in a rule and again
   in the settings);
-- a clause another one makes redundant (``Phrase.makes_redundant``, such as
-  ``match provider`` under ``no cross-doctor``, in the rule or the settings).
+- a clause another one makes redundant (a phrase that names others in
+  ``Phrase.makes_redundant``), in the rule or the settings.
 
 ``paysplit check`` prints warnings and still exits 0 unless ``--strict``.
 """

@@ -113,7 +113,12 @@ def check_files(paths: Sequence[str | Path], plugins: PluginSet) -> CheckResult:
 
 
 def load_rules(paths: Sequence[str | Path], plugins: PluginSet) -> RuleSet:
-    """Load several rule files as one rule set, or raise RuleFileError with every error."""
+    """Load several rule files as one rule set, or raise RuleFileError with every error.
+
+    No paths gives the rule set of the plugins' defaults alone (no rules; the
+    settings every plugin puts in force when none are written), which is what
+    a manual operation without ``--rules`` is checked against.
+    """
     texts: list[tuple[str, str]] = []
     problems: list[Diagnostic] = []
     for path in paths:
@@ -124,8 +129,6 @@ def load_rules(paths: Sequence[str | Path], plugins: PluginSet) -> RuleSet:
             texts.append((str(path), text))
     if problems:
         raise RuleFileError(problems)
-    if not texts:
-        raise RuleFileError([Diagnostic("(rules)", 1, 1, "no rule files were given")])
     ruleset, errors, _ = _compile(texts, plugins)
     if ruleset is None:
         raise RuleFileError(errors)
@@ -249,7 +252,7 @@ def _compile_settings(unit: _Unit, resolver: Resolver) -> None:
                 f'"{clause.text}" cannot be a setting',
                 clause.span,
                 "settings are: default unearned type NAME, default rule NAME, "
-                "and guards such as no cross-doctor",
+                "and the guard phrases plugins allow in settings (see paysplit plugins)",
             )
             continue
         words = clause.words

@@ -29,7 +29,7 @@ preference    it preferred some credit or target and not another
 scope         a split of its rule paid a charge its widening admitted: a
               patient it added (``target_patients``), credit of a patient it
               added (``credit_patients``), or a charge of an opt-in kind it
-              admits (``include debits``)
+              admits (``Scope.admitted_kinds``)
 source        credit it supplied was split, or it skipped a target
 target        a split of its rule went to a candidate it supplied
 distribution  it proposed at least one amount

@@ -46,14 +46,14 @@ def paysplit_guards() -> list[Phrase]:
     :class:`~paysplit.policy.Guard`. A guard written in a rule applies to that
     rule; one written in the settings block (``where="settings"`` or
     ``"both"``) applies to every rule and every manual operation. Settings such
-    as ``negative unallocated block|warn|allow`` are guards with a ``default``.
+    as ``refund limit {limit:money}`` are guards with a ``default``.
     """
 
 
 @hookspec
 def paysplit_leftover_handlers() -> list[Phrase]:
     """Variants of the ``leftover`` clause (kind ``leftover``), written after the
-    word ``leftover`` (``leftover credit due patient``).
+    word ``leftover`` (``leftover write off under 1.00``).
 
     Called once at start-up. Each phrase's ``build`` returns a
     :class:`~paysplit.policy.LeftoverHandler`, called once per payment that has

@@ -8,11 +8,12 @@ the record at fault. ``paysplit validate`` exits 1 when there are any, and
 tests call :func:`check_invariants` after every operation.
 
 Two figures may legitimately go negative when a rule file's settings allow it
-(``negative unallocated warn|allow``, ``overpay charge warn|allow``, 001 and
-002). A ledger does not say which settings produced it, so by default both are
-accepted here (reports flag them instead); a caller that knows the settings
-were ``block`` passes ``allow_negative_unallocated=False`` or
-``allow_overpaid_charges=False`` and gets them reported as problems.
+(plugin settings that warn about or allow over-allocating a payment or
+over-paying a charge, 001 and 002). A ledger does not say which settings
+produced it, so by default both are accepted here (reports flag them
+instead); a caller that knows the settings were ``block`` passes
+``allow_negative_unallocated=False`` or ``allow_overpaid_charges=False`` and
+gets them reported as problems.
 """
 
 from __future__ import annotations

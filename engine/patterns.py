@@ -4,7 +4,7 @@ A pattern is fixed leading words, then required words and ``{name:type}``
 arguments, then ``[keyword ...]`` optional groups that may be written in any
 order, each once::
 
-    credit due {due_to:patient|insurance} [memo {memo:string}] [provider {provider:provider|same}]
+    hold {method:word} for {days:days} [memo {memo:string}] [provider {provider:provider|same}]
 
 In an alternation (``a|b``) every alternative is a literal word, except a
 type name, which stands for its type. The id types ``provider``, ``office``

@@ -4,9 +4,9 @@ These are the plain, frozen values the hooks of :mod:`paysplit.hookspecs`
 return. A phrase is written as a *pattern*: fixed words, then typed
 arguments and optional keyword groups::
 
-    no cross-doctor
+    skip small balances
     skip codes {codes:words}
-    credit due {due_to:patient|insurance} [memo {memo:string}] [provider {provider:provider|same}]
+    write off {under:money} [memo {memo:string}] [provider {provider:provider|same}]
 
 ``{name:type}`` is an argument. Types: ``string`` (a quoted string),
 ``money`` (``$12.50``, ``12.50``, ``12``; given to ``build`` as cents),
@@ -85,10 +85,11 @@ class Phrase:
     A guard in the settings applies to every rule and every manual operation."""
     default: str | None = None
     """For a settings phrase: the clause in force when the settings do not name it,
-    e.g. ``"negative unallocated block"``."""
+    e.g. ``"refund limit 500.00"`` for a pattern ``refund limit {limit:money}``."""
     makes_redundant: tuple[str, ...] = ()
     """Fixed words of other phrases that add nothing when this one is present
-    (``no cross-doctor`` makes ``match provider`` redundant); ``check`` warns."""
+    (a guard that forbids crossing providers makes a provider preference
+    redundant); ``check`` warns."""
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class Mode:
     """A named preset that expands to clauses, written ``mode NAME`` (004's modes)."""
 
     name: str
-    """The words after ``mode``, e.g. ``"due patient"``."""
+    """The words after ``mode``, e.g. ``"self pay"`` for ``mode self pay``."""
     expansion: str
     """Clauses in the rule language, e.g.
     ``"oldest first where status in (due_patient, pending_patient)"``."""

@@ -65,7 +65,7 @@ NAMED_ORDERS: dict[str, type[Order]] = {
 _CORE_SHAPES = {
     "from": "from payment, from unallocated, from unearned or from unearned type NAME",
     "to": "to charges or to installments",
-    "leftover": "leftover keep or leftover credit due ...",
+    "leftover": "leftover keep, or a leftover phrase a plugin supplies (paysplit plugins)",
 }
 
 

@@ -53,7 +53,7 @@ class CompiledClause(Generic[ClauseT]):
 
     impl: ClauseT
     text: str
-    """The clause as the author wrote it, e.g. ``no cross-doctor``."""
+    """The clause as the author wrote it, e.g. ``skip codes (D9986, D9987)``."""
     location: Location
     plugin: str
     """The plugin that supplied the phrase, or :data:`CORE`."""

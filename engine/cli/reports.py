@@ -273,7 +273,7 @@ def payments(ledger_path: Path, ledger_format: str, account_id: str | None) -> N
     """Every payment with its amount, allocated, refunded and unallocated amounts.
 
     A negative unallocated amount (more allocated than paid, which only a
-    setting such as "negative unallocated allow" permits) is flagged. A refund
+    setting that allows over-allocation permits) is flagged. A refund
     counts in the payment it refunds; a void payment counts nowhere.
 
     \b
