@@ -13,6 +13,9 @@ EXAMPLE := examples/ledgers/smith_family.json
 # install a third-party plugin: its tests and scenarios run in `make test`.
 VENDOR := examples/vendor-plugin
 
+# setuptools warns at length about every editable install; the warning says
+# nothing about this project, so the install steps run with warnings off.
+$(STAMP): export PYTHONWARNINGS = ignore
 $(STAMP): pyproject.toml $(VENDOR)/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
