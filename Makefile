@@ -29,7 +29,7 @@ demo: $(STAMP)
 test: $(STAMP) lint typecheck unit
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine plugins tests examples
+	$(BIN)/ruff check engine plugins tests examples benchmarks
 	$(BIN)/ruff format --check engine plugins
 
 # mypy cannot follow an editable install's import hook, so it checks a tree of
@@ -44,6 +44,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
+	$(BIN)/python -m benchmarks.rule_files
 	$(BIN)/python -m benchmarks.run
 
 clean:
