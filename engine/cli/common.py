@@ -10,11 +10,17 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+
+from paysplit.errors import LedgerError, PluginError, Problem, UsageError
+from paysplit.ledger import Ledger
+from paysplit.ledger_io import LEDGER_FORMATS, ledger_from_document, read_ledger_for_cli
+from paysplit.plugin_manager import PluginSet, load
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -90,3 +96,42 @@ def echo(text: str = "") -> None:
 
 def echo_err(text: str) -> None:
     click.echo(text, err=True)
+
+
+def load_plugins() -> PluginSet:
+    """The installed plugins, less the disabled ones, within the allow-list."""
+    return load(disabled=disabled_plugins(), allowed=allowed_plugins())
+
+
+def read_ledger(path: str | Path, format_name: str | None = None) -> Ledger:
+    """The ledger a verb was given with ``--ledger PATH [--ledger-format NAME]``.
+
+    ``json`` (the default) and ``jsonl`` are paysplit's own formats; any other
+    name is looked up among the ledger readers plugins supply. What a reader
+    returns is validated like any ledger document, so its mistakes are
+    reported with their paths; a reader that raises is named in the error.
+    """
+    name = format_name or "json"
+    if name in LEDGER_FORMATS:
+        return read_ledger_for_cli(path, name)
+    readers = load_plugins().ledger_readers
+    entry = readers.get(name)
+    if entry is None:
+        known = ", ".join([*LEDGER_FORMATS, *readers])
+        raise UsageError(f'unknown ledger format "{name}"; formats available: {known}')
+    try:
+        document = entry.reader.read(Path(path))
+    except ValueError as exc:
+        raise LedgerError(str(path), [Problem("", str(exc))]) from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except Exception as exc:  # a reader's bug must not become a traceback
+        raise PluginError(
+            entry.plugin, f'ledger reader "{name}" failed: {type(exc).__name__}: {exc}'
+        ) from None
+    if not isinstance(document, Mapping):
+        raise PluginError(
+            entry.plugin,
+            f'ledger reader "{name}" returned {type(document).__name__}, not a ledger document',
+        )
+    return ledger_from_document(document, str(path))

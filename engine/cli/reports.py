@@ -19,11 +19,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from paysplit.cli.common import common_options, echo_err, emit_json, options
+from paysplit.cli.common import common_options, echo_err, emit_json, options, read_ledger
 from paysplit.errors import Problem, UsageError
 from paysplit.invariants import check_invariants
 from paysplit.ledger import Ledger
-from paysplit.ledger_io import LEDGER_FORMATS, read_ledger_for_cli
+from paysplit.ledger_io import LEDGER_FORMATS
 from paysplit.money import Cents, format_cents
 from paysplit.reports import (
     BUCKETS,
@@ -114,8 +114,8 @@ def validate(ledger_path: Path, ledger_format: str) -> None:
       paysplit validate --ledger examples/ledgers/smith_family.json
       paysplit validate --ledger export.jsonl --ledger-format jsonl --json
     """
-    ledger = read_ledger_for_cli(ledger_path, ledger_format)
-    problems = check_invariants(ledger)
+    ledger = read_ledger(ledger_path, ledger_format)
+    problems = check_invariants(ledger, history=True)
     counts = _counts(ledger)
     if options().json:
         emit_json(
@@ -178,7 +178,7 @@ def balances(
     """
     if account_id is not None and patient_id is not None:
         raise UsageError("give --account or --patient, not both")
-    ledger = read_ledger_for_cli(ledger_path, ledger_format)
+    ledger = read_ledger(ledger_path, ledger_format)
     if by == "provider":
         if patient_id is not None:
             raise UsageError(
@@ -281,7 +281,7 @@ def payments(ledger_path: Path, ledger_format: str, account_id: str | None) -> N
       paysplit payments --ledger examples/ledgers/therapy_insurance.json
       paysplit payments --ledger examples/ledgers/smith_family.json --account SMITH --json
     """
-    ledger = read_ledger_for_cli(ledger_path, ledger_format)
+    ledger = read_ledger(ledger_path, ledger_format)
     report = payments_report(ledger, account_id)
     if options().json:
         emit_json(report.to_json())
@@ -346,7 +346,7 @@ def aging_command(ledger_path: Path, ledger_format: str, as_of: dt.datetime | No
     Example:
       paysplit aging --ledger examples/ledgers/smith_family.json --as-of 2025-03-01
     """
-    ledger = read_ledger_for_cli(ledger_path, ledger_format)
+    ledger = read_ledger(ledger_path, ledger_format)
     report = aging(ledger, as_of.date() if as_of else None)
     if options().json:
         emit_json(report.to_json())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,47 @@ def test_the_rule_file_checks_clean_with_the_plugin_installed() -> None:
     result = check_files([RULES], load())
     assert [d.render() for d in result.errors] == []
     assert result.ok
+
+
+# --- the CSV export reader (--ledger-format dental-csv) --------------------------------
+EXPORT = Path(__file__).resolve().parent.parent / "ledgers" / "smile_export.csv"
+
+
+def test_the_csv_export_reads_as_a_validated_ledger(capsys: pytest.CaptureFixture[str]) -> None:
+    from paysplit.cli import main
+
+    code = main(["payments", "--ledger", str(EXPORT), "--ledger-format", "dental-csv", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    assert [(p["id"], p["amount"], p["unallocated"]) for p in report["payments"]] == [
+        ("PAY1", "150.00", "150.00")
+    ]
+
+
+def test_a_bad_row_in_the_export_is_one_clear_error_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from paysplit.cli import main
+
+    broken = tmp_path / "broken.csv"
+    text = EXPORT.read_text(encoding="utf-8")
+    broken.write_text(text.replace("payment,A1,PAY1", "refund,A1,PAY1"), encoding="utf-8")
+    code = main(["validate", "--ledger", str(broken), "--ledger-format", "dental-csv"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "broken.csv line 7: record must be patient, charge or payment, not 'refund'" in err
+    assert "Traceback" not in err
+
+
+def test_an_amount_with_three_places_is_reported_at_its_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from paysplit.cli import main
+
+    broken = tmp_path / "broken.csv"
+    text = EXPORT.read_text(encoding="utf-8")
+    broken.write_text(text.replace("100.00", "100.005"), encoding="utf-8")
+    code = main(["validate", "--ledger", str(broken), "--ledger-format", "dental-csv"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "accounts[0].charges[0].amount: 100.005 has more than two decimal places" in err

@@ -29,8 +29,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from paysplit import hookimpl
-from paysplit.phrases import Arguments, Phrase, Vocabulary
+from paysplit.phrases import Arguments, LedgerReader, Phrase, Vocabulary
 from paysplit.policy import Filter, Guard, ProposedSplit, Refuse, Target, Verdict
+from paysplit_dental_extras.csv_export import read_csv_export
 
 __version__ = "1.0.0"
 
@@ -149,3 +150,15 @@ def paysplit_vocabulary() -> Vocabulary:
     return Vocabulary(
         statuses={"disputed": "The patient disputes the balance; handled like collection"}
     )
+
+
+@hookimpl
+def paysplit_ledger_readers() -> list[LedgerReader]:
+    return [
+        LedgerReader(
+            name="dental-csv",
+            summary="The practice system's flat CSV export: one row per patient, "
+            "charge or payment.",
+            read=read_csv_export,
+        )
+    ]
