@@ -47,5 +47,24 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks.rule_files
 	$(BIN)/python -m benchmarks.run
 
+# Long runs that hunt for failures (docs/reliability.md). Each test prints the
+# number of cases it generated; the counts are also kept in build/reliability/.
+RELIABILITY := build/reliability
+SOAK_ENV := PAYSPLIT_PROPERTY_PROFILE=soak PAYSPLIT_RACE_ROUNDS=200 PAYSPLIT_KILL_ROUNDS=30
+FUZZ_SCALE ?= 20
+
+soak: $(STAMP)
+	@rm -rf $(RELIABILITY)/soak && mkdir -p $(RELIABILITY)/soak
+	$(SOAK_ENV) PAYSPLIT_RELIABILITY_OUT=$(RELIABILITY)/soak \
+	  $(BIN)/pytest -q -p no:cacheprovider -s tests/test_properties.py tests/test_concurrency.py
+	@echo "== counts (also in $(RELIABILITY)/soak/) ==" && cat $(RELIABILITY)/soak/*.txt
+
+fuzz: $(STAMP)
+	@rm -rf $(RELIABILITY)/fuzz && mkdir -p $(RELIABILITY)/fuzz
+	PAYSPLIT_FUZZ_SCALE=$(FUZZ_SCALE) PAYSPLIT_RELIABILITY_OUT=$(RELIABILITY)/fuzz \
+	  $(BIN)/pytest -q -p no:cacheprovider -s tests/test_fuzz_ledgers.py \
+	  tests/test_fuzz_rule_files.py tests/test_rules_fuzz.py
+	@echo "== counts (also in $(RELIABILITY)/fuzz/) ==" && cat $(RELIABILITY)/fuzz/*.txt
+
 clean:
 	rm -rf $(VENV) build .pytest_cache .mypy_cache .ruff_cache

@@ -7,9 +7,20 @@ exit with :attr:`PaysplitError.exit_code` (2 bad input, 3 blocked or refused).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+# Control characters from a rule file must never reach a terminal raw: an ANSI
+# escape could clear the screen or forge a line of output. Tab and newline are
+# handled by the layout itself.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def escape_control(text: str) -> str:
+    """``text`` with every control character written as a Python escape (``\\x1b``)."""
+    return _CONTROL.sub(lambda found: repr(found.group())[1:-1], text)
 
 
 @dataclass(frozen=True)
@@ -43,12 +54,17 @@ class Diagnostic:
     width: int = 1
     """How many characters the caret underline covers."""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "message", escape_control(self.message))
+        object.__setattr__(self, "hint", escape_control(self.hint))
+
     def render(self) -> str:
         head = f"{self.file}:{self.line}:{self.column}: {self.severity}: {self.message}"
         lines = [head]
         if self.source_line:
             # The line is shown without its own indentation, the caret moved with it.
-            raw = self.source_line.rstrip("\r\n")
+            # One replacement character per control character keeps the caret aligned.
+            raw = _CONTROL.sub("\ufffd", self.source_line.rstrip("\r\n"))
             shown = raw.expandtabs(4)
             caret = len(raw[: max(0, self.column - 1)].expandtabs(4))
             indent = min(len(shown) - len(shown.lstrip(" ")), caret)

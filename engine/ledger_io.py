@@ -16,7 +16,12 @@ and back (``docs/ledger.md``):
   order, each with its JSON path;
 * JSON Lines ledgers (a header line, then one account per line) are streamed
   line by line, a bad line costing only itself;
-* writing is atomic: a temporary file in the same folder, fsync, rename.
+* hostile input is bounded: a document (or a JSON Lines line) larger than
+  ``PAYSPLIT_MAX_LEDGER_BYTES`` is refused before it is parsed, pydantic sees
+  one record at a time, and a load lists at most :data:`MAX_PROBLEMS`
+  problems, so a mangled file of millions of records cannot exhaust memory;
+* writing is atomic: a temporary file in the same folder, fsync, rename,
+  fsync of the folder.
 
 Invariants of a ledger that loads live in :mod:`paysplit.invariants`.
 """
@@ -28,22 +33,26 @@ import difflib
 import functools
 import json
 import os
+import re
 import secrets
 import types
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import IO, Any, TypeAlias
 
-from pydantic import BaseModel, PlainSerializer, ValidationError
+from pydantic import BaseModel, PlainSerializer, TypeAdapter, ValidationError
 
 from paysplit.errors import LedgerError, PaysplitError, Problem, UsageError
 from paysplit.ledger import Account, Ledger, LedgerHeader
 from paysplit.money import JsonInt, JsonNumber, MoneyError, format_cents, parse_amount
 
 __all__ = [
+    "DEFAULT_MAX_LEDGER_BYTES",
     "LEDGER_FORMATS",
+    "MAX_LEDGER_BYTES_ENV",
+    "MAX_PROBLEMS",
     "LedgerWriteError",
     "account_from_document",
     "account_from_line",
@@ -53,6 +62,7 @@ __all__ = [
     "ledger_from_document",
     "load_jsonl_ledger",
     "load_ledger",
+    "max_ledger_bytes",
     "parse_ledger_text",
     "read_ledger_for_cli",
     "to_document",
@@ -75,6 +85,56 @@ class LedgerWriteError(PaysplitError):
 
 
 # --------------------------------------------------------------------------
+# Limits on what one load may cost
+# --------------------------------------------------------------------------
+MAX_LEDGER_BYTES_ENV = "PAYSPLIT_MAX_LEDGER_BYTES"
+DEFAULT_MAX_LEDGER_BYTES = 32 * 1024 * 1024
+"""The largest ledger document read whole (and the longest JSON Lines line).
+
+Loading holds the whole document in memory, about twenty times its size once
+parsed and validated; 32 MB is a practice of some 100,000 records. Bigger
+ledgers are JSON Lines, which ``paysplit batch`` streams an account at a time.
+"""
+MAX_PROBLEMS = 1000
+"""The most problems one load lists. Past it loading stops: a mangled file can hold millions."""
+
+_SIZE = re.compile(r"\s*(\d+)\s*([kmg]?)i?b?\s*", re.IGNORECASE)
+
+
+def max_ledger_bytes() -> int:
+    """The size limit in force: ``PAYSPLIT_MAX_LEDGER_BYTES`` (bytes, or with K, M or G), else
+    :data:`DEFAULT_MAX_LEDGER_BYTES`."""
+    raw = os.environ.get(MAX_LEDGER_BYTES_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_LEDGER_BYTES
+    match = _SIZE.fullmatch(raw)
+    if match is None or int(match.group(1)) <= 0:
+        raise UsageError(
+            f"{MAX_LEDGER_BYTES_ENV}={raw!r} is not a size: write a number of bytes, "
+            "or one with K, M or G (for example 64M)"
+        )
+    unit = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[match.group(2).lower()]
+    return int(match.group(1)) * unit
+
+
+def _megabytes(size: int) -> str:
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.1f} MB"
+    return f"{size / 1024:.1f} KB" if size >= 1024 else f"{size} bytes"
+
+
+def _too_large(size: int | None, limit: int, what: str = "the document") -> str:
+    """Why a document is refused for its size (``size`` None: it could not be known)."""
+    how_big = f"is {_megabytes(size)}, more than" if size is not None else "is larger than"
+    return (
+        f"{what} {how_big} the {_megabytes(limit)} paysplit reads whole "
+        f"(set {MAX_LEDGER_BYTES_ENV} to raise the limit); for a ledger this large use JSON "
+        "Lines (a header line, then one account per line) and `paysplit batch`, which reads "
+        "one account at a time"
+    )
+
+
+# --------------------------------------------------------------------------
 # Problems found, before they become Problem(path, message)
 # --------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
@@ -86,25 +146,80 @@ class _Found:
     """The path printed, when it is not ``where`` (a missing field is shown on its record)."""
 
 
+class _Enough(Exception):
+    """The list of problems is full: stop looking (see :data:`MAX_PROBLEMS`)."""
+
+
+class _Problems(list[_Found]):
+    """Problems found so far; adding one past :data:`MAX_PROBLEMS` raises :class:`_Enough`."""
+
+    def __init__(self, items: Iterable[_Found] = ()) -> None:
+        super().__init__()
+        self.full = False
+        for item in items:
+            self.append(item)
+
+    def append(self, item: _Found) -> None:
+        if len(self) >= MAX_PROBLEMS:
+            self.full = True
+            raise _Enough
+        super().append(item)
+
+    def extend(self, items: Iterable[_Found]) -> None:
+        for item in items:
+            self.append(item)
+
+
+def _carry(found: list[_Found], problems: _Problems) -> None:
+    """Start ``problems`` with those found while parsing (remembering if that list was full)."""
+    problems.extend(found)
+    problems.full = isinstance(found, _Problems) and found.full
+
+
+_MORE = (
+    "there are more problems than the {count} listed above: paysplit stopped looking; "
+    "fix these and load the ledger again"
+)
+
+
+_PLAIN_KEY = re.compile(r"[A-Za-z_$][A-Za-z0-9_$-]*")
+
+
 def _path(prefix: str, loc: Loc) -> str:
-    """``("accounts", 0, "charges", 3, "amount")`` -> ``accounts[0].charges[3].amount``."""
+    """``("accounts", 0, "charges", 3, "amount")`` -> ``accounts[0].charges[3].amount``.
+
+    A key that is not a plain name (a space, a dot, empty, ...) is quoted: ``practice["a b"]``.
+    """
     out = prefix
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif not _PLAIN_KEY.fullmatch(part):
+            out += f"[{json.dumps(part, ensure_ascii=False)}]"
         else:
             out += f".{part}" if out else str(part)
     return out
 
 
-def _position(doc: object, loc: Loc) -> tuple[int, ...]:
-    """Where ``loc`` is in the document as written: the order problems are reported in."""
+def _position(
+    doc: object, loc: Loc, keys: dict[int, dict[str, int]] | None = None
+) -> tuple[int, ...]:
+    """Where ``loc`` is in the document as written: the order problems are reported in.
+
+    ``keys`` caches each object's key positions (an object may have millions of keys).
+    """
     key: list[int] = []
     node = doc
     for part in loc:
         if isinstance(node, Mapping) and isinstance(part, str):
             if part in node:
-                key.append(list(node).index(part))
+                if keys is None:
+                    key.append(list(node).index(part))
+                else:
+                    places = keys.get(id(node))
+                    if places is None:
+                        places = keys[id(node)] = {k: i for i, k in enumerate(node)}
+                    key.append(places[part])
                 node = node[part]
             else:  # a missing field sorts after the fields that are there
                 key.append(len(node))
@@ -118,15 +233,30 @@ def _position(doc: object, loc: Loc) -> tuple[int, ...]:
     return tuple(key)
 
 
+def _printable(text: str) -> str:
+    """Text a terminal and a JSON report can carry, on one line: control and format
+    characters (a newline in a key, an ANSI escape, a right-to-left override) and lone
+    surrogates are shown as escapes such as ``\\n`` or ``\\u202e``."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else json.dumps(c, ensure_ascii=True)[1:-1] for c in text)
+
+
 def _ordered(doc: object, found: list[_Found], prefix: str) -> list[Problem]:
-    ranked = sorted(enumerate(found), key=lambda item: (_position(doc, item[1].where), item[0]))
+    keys: dict[int, dict[str, int]] = {}
+    ranked = sorted(
+        enumerate(found), key=lambda item: (_position(doc, item[1].where, keys), item[0])
+    )
     problems: list[Problem] = []
     seen: set[tuple[str, str]] = set()
     for _, item in ranked:
-        path = _path(prefix, item.where if item.shown_at is None else item.shown_at)
-        if (path, item.message) not in seen:
-            seen.add((path, item.message))
-            problems.append(Problem(path, item.message))
+        path = _printable(_path(prefix, item.where if item.shown_at is None else item.shown_at))
+        message = _printable(item.message)
+        if (path, message) not in seen:
+            seen.add((path, message))
+            problems.append(Problem(path, message))
+    if isinstance(found, _Problems) and found.full:
+        problems.append(Problem(prefix, _MORE.format(count=len(problems))))
     return problems
 
 
@@ -142,6 +272,7 @@ class _Hooks:
     def __init__(self) -> None:
         self.duplicates: list[tuple[dict[str, Any], list[str]]] = []
         self.non_finite = False
+        self.surrogates = False
 
     def pairs(self, pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         obj = dict(pairs)
@@ -161,10 +292,15 @@ class _Hooks:
         return JsonNumber(text)
 
     @staticmethod
-    def integer(text: str) -> JsonInt:
+    def integer(text: str) -> JsonInt | JsonNumber:
         # A JSON 100 is one hundred currency units, while a plain Python int in
         # a model is cents (see paysplit.money.parse_amount).
-        return JsonInt(text)
+        try:
+            return JsonInt(text)
+        except ValueError:
+            # Thousands of digits (Python refuses to convert them): kept as their text, so an
+            # amount is reported as too large at its path and ``extra`` is written back as read.
+            return JsonNumber(text)
 
 
 def _walk(doc: object) -> Iterator[tuple[Loc, object]]:
@@ -179,20 +315,45 @@ def _walk(doc: object) -> Iterator[tuple[Loc, object]]:
             pending.extend(((*loc, i), v) for i, v in reversed(list(enumerate(node))))
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _surrogate_problem(text: str) -> str:
+    found = _SURROGATE.search(text)
+    code = ord(found.group()) if found is not None else 0xD800
+    return (
+        f"holds \\u{code:04x}, half of a UTF-16 surrogate pair, which is not a character "
+        "(text cannot be written back as UTF-8); fix the text in the system that exported it"
+    )
+
+
 def _json_problems(doc: object, hooks: _Hooks) -> list[_Found]:
-    """Duplicate keys and NaN/Infinity, now that the document exists to find their paths."""
-    if not hooks.duplicates and not hooks.non_finite:
+    """Duplicate keys, NaN/Infinity and lone surrogates, now that the document exists to find
+    their paths (at most :data:`MAX_PROBLEMS` of them)."""
+    if not hooks.duplicates and not hooks.non_finite and not hooks.surrogates:
         return []
     repeated = {id(obj): keys for obj, keys in hooks.duplicates}
-    found: list[_Found] = []
-    for loc, node in _walk(doc):
-        if isinstance(node, dict) and id(node) in repeated:
-            for key in repeated[id(node)]:
-                found.append(_Found((*loc, key), f'"{key}" is given twice in this object'))
-        elif isinstance(node, JsonNumber) and node in _NON_FINITE:
-            found.append(
-                _Found(loc, f'{node} is not a number a ledger can hold; write amounts like "12.50"')
-            )
+    found = _Problems()
+    try:
+        for loc, node in _walk(doc):
+            if isinstance(node, dict):
+                for key in repeated.get(id(node), ()):
+                    found.append(_Found((*loc, key), f'"{key}" is given twice in this object'))
+                if hooks.surrogates:
+                    for key in node:
+                        if _SURROGATE.search(key):
+                            found.append(_Found((*loc, key), "the key " + _surrogate_problem(key)))
+            elif isinstance(node, JsonNumber) and node in _NON_FINITE:
+                found.append(
+                    _Found(
+                        loc, f'{node} is not a number a ledger can hold; write amounts like "12.50"'
+                    )
+                )
+            elif hooks.surrogates and isinstance(node, str) and _SURROGATE.search(node):
+                found.append(_Found(loc, "the text " + _surrogate_problem(node)))
+    except _Enough:
+        pass
     return found
 
 
@@ -211,6 +372,7 @@ def _parse_json(
     if not text.strip():
         raise _Unreadable(f"{where}is empty")
     hooks = _Hooks()
+    hooks.surrogates = bool(_SURROGATE_ESCAPE.search(text) or _SURROGATE.search(text))
     try:
         doc = json.loads(
             text,
@@ -304,10 +466,14 @@ def _field_name(loc: Loc) -> str:
     return next((str(part) for part in reversed(loc) if isinstance(part, str)), "value")
 
 
-def _schema_found(error: ValidationError, root: type[BaseModel], skip: set[Loc]) -> list[_Found]:
+def _schema_found(
+    error: ValidationError, root: type[BaseModel], skip: set[Loc], prefix: Loc = ()
+) -> list[_Found]:
+    """pydantic's errors for ``root`` (validated at ``prefix`` of the document) as problems."""
     found: list[_Found] = []
     for item in error.errors(include_url=False, include_context=True):
-        loc: Loc = tuple(item["loc"])
+        own: Loc = tuple(item["loc"])
+        loc: Loc = (*prefix, *own)
         if loc in skip:
             continue
         kind = item["type"]
@@ -316,10 +482,181 @@ def _schema_found(error: ValidationError, root: type[BaseModel], skip: set[Loc])
         if kind == "missing":
             found.append(_Found(loc, f'"{field}" is required', shown_at=loc[:-1]))
         elif kind == "extra_forbidden":
-            found.append(_Found(loc, _unknown_field(root, loc)))
+            found.append(_Found(loc, _unknown_field(root, own)))
         else:
             found.append(_Found(loc, _sentence(kind, field, value, item)))
     return found
+
+
+# --------------------------------------------------------------------------
+# Validation one record at a time
+# --------------------------------------------------------------------------
+M = typing.TypeVar("M", bound=BaseModel)
+
+_CHUNK = 256
+"""The most items of a list of ids (or entries of a mapping) pydantic checks in one call."""
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """How a field is validated: a record, a list of records, or a list/mapping of plain values."""
+
+    kind: typing.Literal["record", "records", "values"]
+    model: type[BaseModel] | None = None
+    adapter: TypeAdapter[Any] | None = None
+    container: type | None = None
+    """For values: the JSON container checked in chunks (list, or dict for a mapping)."""
+
+
+@functools.cache
+def _shape(model: type[BaseModel], name: str) -> _Shape | None:
+    annotation = model.model_fields[name].annotation
+    record = _record_type(annotation)
+    if record is not None:
+        many = any(typing.get_origin(arm) is tuple for arm in _arms(annotation))
+        return _Shape("records" if many else "record", model=record)
+    for arm in _arms(annotation):
+        origin = typing.get_origin(arm)
+        if origin in (tuple, dict):
+            container = dict if origin is dict else list
+            adapter: TypeAdapter[Any] = TypeAdapter(typing.cast(Any, arm))
+            return _Shape("values", adapter=adapter, container=container)
+    return None
+
+
+@functools.cache
+def _fields(model: type[BaseModel]) -> tuple[frozenset[str], tuple[tuple[str, _Shape], ...]]:
+    """A model's field names, and those that hold records or lists of values."""
+    special = ((name, _shape(model, name)) for name in model.model_fields)
+    return frozenset(model.model_fields), tuple((n, s) for n, s in special if s is not None)
+
+
+def _bounded(model: type[BaseModel], data: Mapping[str, Any]) -> bool:
+    """True when one pydantic call on ``data`` makes at most a record's worth of errors: no
+    unknown keys, no list of records, no long list of ids (the common case, checked fast)."""
+    names, special = _fields(model)
+    if not data.keys() <= names:
+        return False
+    for name, shape in special:
+        value = data.get(name)
+        if not value:
+            continue
+        if shape.kind == "records" and isinstance(value, list | tuple):
+            return False
+        if shape.kind == "record" and isinstance(value, Mapping):
+            assert shape.model is not None
+            if not _bounded(shape.model, value):
+                return False
+        elif (
+            shape.kind == "values"
+            and isinstance(value, list | tuple | Mapping)
+            and len(value) > _CHUNK
+        ):
+            return False
+    return True
+
+
+def _arms(annotation: object) -> tuple[object, ...]:
+    """The arms of ``X | None`` (or the annotation itself)."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return typing.get_args(annotation)
+    return (annotation,)
+
+
+def _validated(
+    model: type[M], data: object, loc: Loc, found: _Problems, skip: set[Loc]
+) -> M | None:
+    """``model.model_validate(data)``, with every record inside it validated on its own.
+
+    pydantic then never sees more than one record's own fields (or :data:`_CHUNK` ids) at
+    once, so a mangled document cannot make millions of errors in one call, and
+    :class:`_Problems` stops the whole load at :data:`MAX_PROBLEMS`. Problems are the
+    same, at the same paths, as validating the document in one call.
+    """
+    if not isinstance(data, Mapping) or _bounded(model, data):
+        return _one_call(model, data, loc, found, skip)
+    own: dict[str, Any] = {}
+    failed = False
+    for key, value in data.items():
+        at: Loc = (*loc, key)
+        if key not in model.model_fields:
+            if at not in skip:
+                found.append(_Found(at, _unknown_field(model, (key,))))
+            failed = True
+            continue
+        shape = _shape(model, key)
+        if shape is None:
+            own[key] = value
+        elif shape.kind == "record" and isinstance(value, Mapping):
+            assert shape.model is not None
+            record = _validated(shape.model, value, at, found, skip)
+            failed = failed or record is None
+            own[key] = record if record is not None else shape.model.model_construct()
+        elif shape.kind == "records" and isinstance(value, list | tuple):
+            assert shape.model is not None
+            records = [
+                _validated(shape.model, item, (*at, index), found, skip)
+                for index, item in enumerate(value)
+            ]
+            kept = [r for r in records if r is not None]
+            failed = failed or len(kept) != len(records)
+            own[key] = tuple(kept)
+        elif shape.kind == "values" and isinstance(value, _CONTAINERS[shape.container]):
+            assert shape.adapter is not None
+            checked = _values(shape.adapter, value, at, found, skip)
+            failed = failed or checked is None
+            own[key] = checked if checked is not None else type(value)()
+        else:
+            own[key] = value
+    result = _one_call(model, own, loc, found, skip)
+    return None if failed else result
+
+
+_CONTAINERS: dict[type | None, Any] = {list: list | tuple, dict: Mapping, None: ()}
+
+
+def _values(
+    adapter: TypeAdapter[Any],
+    value: list[Any] | tuple[Any, ...] | Mapping[str, Any],
+    at: Loc,
+    found: _Problems,
+    skip: set[Loc],
+) -> Any:
+    """A list of ids or a mapping of plain values, checked :data:`_CHUNK` items at a time."""
+    if isinstance(value, Mapping):
+        items = list(value.items())
+        chunks: Iterable[Any] = (
+            dict(items[start : start + _CHUNK]) for start in range(0, len(items), _CHUNK)
+        )
+    else:
+        chunks = (value[start : start + _CHUNK] for start in range(0, len(value), _CHUNK))
+    parts: list[Any] = []
+    failed = False
+    for start, chunk in zip(range(0, len(value), _CHUNK), chunks, strict=True):
+        try:
+            parts.append(adapter.validate_python(chunk))
+        except ValidationError as error:
+            failed = True
+            for item in _schema_found(error, BaseModel, skip, at):
+                where = item.where
+                if not isinstance(value, Mapping) and len(where) > len(at):
+                    index = where[len(at)]
+                    if isinstance(index, int):  # the chunk's index -> the list's
+                        where = (*at, index + start, *where[len(at) + 1 :])
+                found.append(_Found(where, item.message, item.shown_at))
+    if failed:
+        return None
+    if isinstance(value, Mapping):
+        return {key: item for part in parts for key, item in part.items()}
+    return tuple(item for part in parts for item in part)
+
+
+def _one_call(model: type[M], data: object, loc: Loc, found: _Problems, skip: set[Loc]) -> M | None:
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        found.extend(_schema_found(error, model, skip, loc))
+        return None
 
 
 def _unknown_field(root: type[BaseModel], loc: Loc) -> str:
@@ -343,6 +680,8 @@ _TIME_KINDS = {"datetime_type", "datetime_parsing", "datetime_from_date_parsing"
 
 def _sentence(kind: str, field: str, value: object, item: Any) -> str:
     """One pydantic error as a sentence about the practice's data."""
+    if kind == "amount" and isinstance(value, Mapping | list | tuple):
+        return f'{_kind(value)} is not an amount; write an amount such as "12.50"'
     if kind in {"amount", "extra_type", "extra_value", "extra_depth"}:
         return str(item["msg"])
     if kind == "day_format":
@@ -400,6 +739,14 @@ class _Practice:
         return cls(p, o, frozenset(p or ()), frozenset(o or ()))
 
 
+def _id(value: str) -> str:
+    """An id as a message shows it: as written, or in quotes when it would not read as one
+    (empty, spaces around it, characters that do not print)."""
+    if value and value.strip() == value and value.isprintable():
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
 def _listed(ids: tuple[str, ...]) -> str:
     if not ids:
         return "none are listed"
@@ -421,7 +768,7 @@ class _Ids:
         where = seen.setdefault(value, loc)
         if where is not loc:  # the path is only spelled out for a duplicate
             found.append(
-                _Found(loc, f"{value} is used twice (also at {_path(self.prefix, where)})")
+                _Found(loc, f"{_id(value)} is used twice (also at {_path(self.prefix, where)})")
             )
 
 
@@ -480,7 +827,7 @@ class _AccountCheck:
         self.practice = practice
         self.found = found
         name = account.get("id")
-        self.name = f"account {name}" if isinstance(name, str) else "this account"
+        self.name = f"account {_id(name)}" if isinstance(name, str) else "this account"
         self.local: dict[str, dict[str, Mapping[str, Any]]] = {k: {} for _, k in _ACCOUNT_LISTS}
         self.plan_of_installment: dict[str, Mapping[str, Any]] = {}
 
@@ -512,7 +859,7 @@ class _AccountCheck:
             return None
         if value not in self.local[kind]:
             article = "an" if kind[0] in "aeiou" else "a"
-            self.problem((*loc, key), f"{value} is not {article} {kind} of {self.name}")
+            self.problem((*loc, key), f"{_id(value)} is not {article} {kind} of {self.name}")
             return None
         return value
 
@@ -525,11 +872,13 @@ class _AccountCheck:
             if practice.providers is not None and value not in practice.provider_set:
                 listed = _listed(practice.providers)
                 self.problem(
-                    (*loc, key), f"{value} is not one of the practice's providers ({listed})"
+                    (*loc, key), f"{_id(value)} is not one of the practice's providers ({listed})"
                 )
         elif practice.offices is not None and value not in practice.office_set:
             listed = _listed(practice.offices)
-            self.problem((*loc, key), f"{value} is not one of the practice's offices ({listed})")
+            self.problem(
+                (*loc, key), f"{_id(value)} is not one of the practice's offices ({listed})"
+            )
 
     # -- the records ---------------------------------------------------------
     def check(self) -> None:
@@ -560,7 +909,7 @@ class _AccountCheck:
                     if isinstance(charge_id, str) and charge_id not in self.local["charge"]:
                         self.problem(
                             (*loc, "charges", c_index),
-                            f"{charge_id} is not a charge of {self.name}",
+                            f"{_id(charge_id)} is not a charge of {self.name}",
                         )
         for index, split in _records(acc, "splits"):
             self.split(split, (*self.at, "splits", index))
@@ -574,7 +923,7 @@ class _AccountCheck:
         elif guarantor not in self.local["patient"]:
             self.problem(
                 (*loc, "guarantor"),
-                f"{guarantor} is not a patient of {self.name} "
+                f"{_id(guarantor)} is not a patient of {self.name} "
                 "(a guarantor is a patient of the same account)",
             )
 
@@ -630,7 +979,8 @@ class _AccountCheck:
                 ):
                     self.problem(
                         (*loc, "refunds"),
-                        f"{refunds} is itself a refund; name the payment the money was paid with",
+                        f"{_id(refunds)} is itself a refund; name the payment the money was "
+                        "paid with",
                     )
         elif kind == "payment":
             if amount is not None and amount < 0:
@@ -661,7 +1011,7 @@ class _AccountCheck:
         if plan is None:
             self.problem(
                 (*loc, "installment"),
-                f"{installment} is not an installment of a payment plan of {self.name}",
+                f"{_id(installment)} is not an installment of a payment plan of {self.name}",
             )
             return
         raw = plan.get("charges", [])
@@ -680,7 +1030,7 @@ class _AccountCheck:
         elif charge_ok is not None and charge_ok not in plan_charges:
             self.problem(
                 (*loc, "charge"),
-                f"{charge_ok} is not one of plan {plan_id}'s charges ({listed}); a split to "
+                f"{_id(charge_ok)} is not one of plan {plan_id}'s charges ({listed}); a split to "
                 f"installment {installment} pays one of them",
             )
 
@@ -688,22 +1038,44 @@ class _AccountCheck:
 # --------------------------------------------------------------------------
 # Public API: loading
 # --------------------------------------------------------------------------
-def load_ledger(path: str | Path) -> Ledger:
-    """Read a ledger JSON file; raise :class:`LedgerError` with every problem found."""
-    source = str(path)
+def _read_limited(path: str | Path, source: str) -> bytes:
+    """A file's bytes, refused (before they are read) past :func:`max_ledger_bytes`."""
+    limit = max_ledger_bytes()
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as stream:
+            size = os.fstat(stream.fileno()).st_size
+            if size > limit:
+                raise LedgerError(source, [Problem("", _too_large(size, limit, "the file"))])
+            # At most one byte past the limit, whatever the file claims (a device, a growing file).
+            data = stream.read(limit + 1)
     except FileNotFoundError:
         raise LedgerError(source, [Problem("", "no such file")]) from None
     except IsADirectoryError:
         raise LedgerError(source, [Problem("", "is a folder, not a ledger file")]) from None
     except OSError as error:
         raise LedgerError(source, [Problem("", f"cannot be read: {error.strerror}")]) from None
-    return parse_ledger_text(data, source)
+    if len(data) > limit:  # a device or a growing file: how big it is cannot be known
+        raise LedgerError(source, [Problem("", _too_large(None, limit, "the file"))])
+    return data
+
+
+def load_ledger(path: str | Path) -> Ledger:
+    """Read a ledger JSON file; raise :class:`LedgerError` with every problem found.
+
+    A file larger than :func:`max_ledger_bytes` is refused before it is read.
+    """
+    source = str(path)
+    return parse_ledger_text(_read_limited(path, source), source)
 
 
 def parse_ledger_text(text: str | bytes, source: str) -> Ledger:
-    """Parse a ledger from JSON text; ``source`` names it in errors (a file name, ``<stdin>``)."""
+    """Parse a ledger from JSON text; ``source`` names it in errors (a file name, ``<stdin>``).
+
+    Text longer than :func:`max_ledger_bytes` (bytes, or characters) is refused unparsed.
+    """
+    limit = max_ledger_bytes()
+    if len(text) > limit:
+        raise LedgerError(source, [Problem("", _too_large(len(text), limit))])
     try:
         doc, found = _parse_json(text)
     except _Unreadable as error:
@@ -733,18 +1105,20 @@ def _ledger_from(doc: object, source: str, found: list[_Found]) -> Ledger:
             ],
         )
     ledger: Ledger | None = None
+    problems = _Problems()
     try:
-        ledger = Ledger.model_validate(doc)
-    except ValidationError as error:
-        found.extend(_schema_found(error, Ledger, {f.where for f in found}))
-    ids = _Ids("")
-    practice = _check_header(doc, ids, found)
-    for index, account in _records(doc, "accounts"):
-        check = _AccountCheck(account, ("accounts", index), practice, found)
-        check.collect(ids)
-        check.check()
-    if found or ledger is None:
-        raise LedgerError(source, _ordered(doc, found, ""))
+        _carry(found, problems)
+        ledger = _validated(Ledger, doc, (), problems, {f.where for f in problems})
+        ids = _Ids("")
+        practice = _check_header(doc, ids, problems)
+        for index, account in _records(doc, "accounts"):
+            check = _AccountCheck(account, ("accounts", index), practice, problems)
+            check.collect(ids)
+            check.check()
+    except _Enough:
+        ledger = None
+    if problems or ledger is None:
+        raise LedgerError(source, _ordered(doc, problems, ""))
     return ledger
 
 
@@ -772,23 +1146,49 @@ def account_from_document(
     return _account_from(doc, source, header, path_prefix, [])
 
 
+ONE_CALL_BYTES = 64 * 1024
+"""An account line up to this long is validated in one pydantic call first: a line this
+short cannot make more than a few thousand errors, so the record-by-record path (which
+bounds them, see :func:`_validated`) is only needed to report the problems of a line
+that does not validate, or of a longer one."""
+
+
+def _valid_in_one_call(doc: Mapping[str, Any]) -> Account | None:
+    """The account, when one ``model_validate`` call accepts it whole; None otherwise."""
+    try:
+        return Account.model_validate(doc)
+    except ValidationError:
+        return None
+
+
 def _account_from(
-    doc: object, source: str, header: LedgerHeader, prefix: str, found: list[_Found]
+    doc: object,
+    source: str,
+    header: LedgerHeader,
+    prefix: str,
+    found: list[_Found],
+    *,
+    one_call: bool = False,
 ) -> Account:
     if not isinstance(doc, Mapping):
         raise LedgerError(
             source, [Problem(prefix, f"an account is a JSON object, not {_kind(doc)}")]
         )
     account: Account | None = None
+    problems = _Problems()
     try:
-        account = Account.model_validate(doc)
-    except ValidationError as error:
-        found.extend(_schema_found(error, Account, {f.where for f in found}))
-    check = _AccountCheck(doc, (), _practice_of(header), found)
-    check.collect(_Ids(prefix))
-    check.check()
-    if found or account is None:
-        raise LedgerError(source, _ordered(doc, found, prefix))
+        _carry(found, problems)
+        if one_call and not problems:
+            account = _valid_in_one_call(doc)
+        if account is None:
+            account = _validated(Account, doc, (), problems, {f.where for f in problems})
+        check = _AccountCheck(doc, (), _practice_of(header), problems)
+        check.collect(_Ids(prefix))
+        check.check()
+    except _Enough:
+        account = None
+    if problems or account is None:
+        raise LedgerError(source, _ordered(doc, problems, prefix))
     return account
 
 
@@ -797,24 +1197,26 @@ def _header_from(doc: object, source: str, found: list[_Found]) -> LedgerHeader:
         raise LedgerError(
             source, [Problem("", f"the header line is a JSON object, not {_kind(doc)}")]
         )
-    skip: set[Loc] = {f.where for f in found}
-    if "accounts" in doc:
-        found.append(
-            _Found(
-                ("accounts",),
-                "the first line of a JSON Lines ledger is the header (everything but the "
-                "accounts); put each account on a line of its own after it",
-            )
-        )
-        skip.add(("accounts",))
+    problems = _Problems()
     header: LedgerHeader | None = None
     try:
-        header = LedgerHeader.model_validate(doc)
-    except ValidationError as error:
-        found.extend(_schema_found(error, LedgerHeader, skip))
-    _check_header(doc, _Ids(""), found)
-    if found or header is None:
-        raise LedgerError(source, _ordered(doc, found, ""))
+        _carry(found, problems)
+        skip: set[Loc] = {f.where for f in problems}
+        if "accounts" in doc:
+            problems.append(
+                _Found(
+                    ("accounts",),
+                    "the first line of a JSON Lines ledger is the header (everything but the "
+                    "accounts); put each account on a line of its own after it",
+                )
+            )
+            skip.add(("accounts",))
+        header = _validated(LedgerHeader, doc, (), problems, skip)
+        _check_header(doc, _Ids(""), problems)
+    except _Enough:
+        header = None
+    if problems or header is None:
+        raise LedgerError(source, _ordered(doc, problems, ""))
     return header
 
 
@@ -831,11 +1233,16 @@ def iter_jsonl(
     """
     file = Path(path)
     source = str(path)
+    limit = max_ledger_bytes()
     try:
         with file.open("rb") as stream:
-            first = stream.readline()
+            first, length = _read_line(stream, limit)
     except OSError as error:
         raise LedgerError(source, [Problem("", f"cannot be read: {error.strerror}")]) from None
+    if length > limit:
+        raise LedgerError(
+            f"{source} line 1", [Problem("", _too_large(length, limit, "the header line"))]
+        )
     try:
         doc, found = _parse_json(first.rstrip(b"\r\n"), "the header line ", one_line=True)
     except _Unreadable as error:
@@ -862,7 +1269,22 @@ def account_from_line(
         doc, found = _parse_json(raw, where, one_line=True)
     except _Unreadable as error:
         raise LedgerError(source, [Problem(path_prefix, str(error))]) from None
-    return _account_from(doc, source, header, path_prefix, found)
+    one_call = len(raw) <= ONE_CALL_BYTES
+    return _account_from(doc, source, header, path_prefix, found, one_call=one_call)
+
+
+def _read_line(stream: IO[bytes], limit: int) -> tuple[bytes, int]:
+    """The next line and its length; past ``limit`` bytes the rest of the line is skipped
+    unread (the bytes returned are then only its start)."""
+    line = stream.readline(limit + 1)
+    length = len(line)
+    if length > limit and not line.endswith(b"\n"):
+        while True:
+            more = stream.readline(1024 * 1024)
+            length += len(more)
+            if not more or more.endswith(b"\n"):
+                break
+    return line, length
 
 
 def _accounts_of(
@@ -870,14 +1292,24 @@ def _accounts_of(
 ) -> Iterator[tuple[int, Account | LedgerError]]:
     account_lines: dict[str, int] = {}
     index = 0
+    limit = max_ledger_bytes()
     with file.open("rb") as stream:
-        stream.readline()
-        for number, raw in enumerate(stream, start=2):
+        _read_line(stream, limit)
+        number = 1
+        while True:
+            raw, length = _read_line(stream, limit)
+            number += 1
+            if not raw:
+                break
             if not raw.strip():
                 continue
             prefix = f"accounts[{index}]"
             index += 1
             where = f"{source} line {number}"
+            if length > limit:
+                problem = Problem(prefix, _too_large(length, limit, f"line {number}"))
+                yield number, LedgerError(where, [problem])
+                continue
             try:
                 account = account_from_line(raw, where, header, prefix, number)
             except LedgerError as error:
@@ -894,13 +1326,25 @@ def _accounts_of(
 
 
 def load_jsonl_ledger(path: str | Path) -> Ledger:
-    """Read a whole JSON Lines ledger into one :class:`Ledger` (every bad line reported)."""
+    """Read a whole JSON Lines ledger into one :class:`Ledger` (every bad line reported).
+
+    The whole ledger is then in memory, so the file is held to :func:`max_ledger_bytes` as a
+    JSON document is; ``paysplit batch`` streams larger ones.
+    """
+    limit = max_ledger_bytes()
+    with contextlib.suppress(OSError):  # an unreadable file is reported by iter_jsonl
+        size = os.stat(path).st_size
+        if size > limit:
+            raise LedgerError(str(path), [Problem("", _too_large(size, limit, "the file"))])
     header, lines = iter_jsonl(path)
     accounts: list[Account] = []
     problems: list[Problem] = []
     for number, item in lines:
         if isinstance(item, LedgerError):
             problems.extend(Problem(p.path, f"{p.message} (line {number})") for p in item.problems)
+            if len(problems) >= MAX_PROBLEMS:
+                problems.append(Problem("", _MORE.format(count=len(problems))))
+                break
         else:
             accounts.append(item)
     if problems:
@@ -1048,8 +1492,11 @@ def write_jsonl(header: LedgerHeader, accounts: Iterable[Account], path: str | P
 
 
 def _write_atomically(path: Path, chunks: Callable[[], Iterator[str]]) -> None:
-    folder = path.parent if str(path.parent) else Path(".")
-    temporary = folder / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    # Through a symbolic link to the file it names, as open(path, "w") would: renaming over
+    # the link itself would leave the real ledger stale and the link turned into a copy.
+    real = Path(os.path.realpath(path)) if path.is_symlink() else path
+    folder = real.parent if str(real.parent) else Path(".")
+    temporary = folder / f".{real.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
     try:
         # O_EXCL: never follow or reuse someone else's file; 0o666 minus the umask, as open().
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -1062,14 +1509,19 @@ def _write_atomically(path: Path, chunks: Callable[[], Iterator[str]]) -> None:
             stream.flush()
             os.fsync(stream.fileno())
         with contextlib.suppress(FileNotFoundError):  # keep the old file's mode
-            os.chmod(temporary, os.stat(path).st_mode & 0o7777)
-        os.replace(temporary, path)
+            os.chmod(temporary, os.stat(real).st_mode & 0o7777)
+        os.replace(temporary, real)
     except BaseException as error:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         if isinstance(error, OSError):
             raise LedgerWriteError(
                 f"cannot write {path}: {error.strerror or error}; the old file is unchanged"
+            ) from None
+        if isinstance(error, UnicodeEncodeError):
+            raise LedgerWriteError(
+                f"cannot write {path}: some text holds {error.object[error.start]!a}, half of a "
+                "UTF-16 surrogate pair, which is not a character; the old file is unchanged"
             ) from None
         raise
     _sync_folder(folder)

@@ -19,12 +19,14 @@ from typing import Any
 
 import pytest
 
-from paysplit import batch
+from paysplit import batch, plugin_manager
 from paysplit.apply import apply_plan
 from paysplit.batch import BatchSpec, plan_chunks, resolve_inputs, run_batch, scan_lines
 from paysplit.cli import cli, main
 from paysplit.cli.batch import batch_command, spread_greedy
+from paysplit.compiler import load_rules
 from paysplit.errors import PluginError
+from paysplit.figures import AccountFigures
 from paysplit.ledger import Ledger, LedgerHeader
 from paysplit.ledger_io import iter_jsonl
 from paysplit.operations import apply_rule
@@ -127,24 +129,19 @@ def tree(folder: Path) -> dict[str, bytes]:
 # --- the plans are apply's plans -----------------------------------------------------
 def expected_plans(ledger_path: Path, rules_file: Path, rule: str) -> Iterator[dict[str, Any]]:
     """What ``apply_rule`` gives, one payment at a time in date order, each plan applied."""
-    rules = batch.worker_for(batch._resolved(spec(rules_file, rule))).rules
+    rules = load_rules([str(rules_file)], plugin_manager.load())
     header, accounts = iter_jsonl(ledger_path)
     fields = {name: getattr(header, name) for name in LedgerHeader.model_fields}
     for line_no, account in accounts:
         assert not isinstance(account, Exception), account
-        ledger = Ledger.model_construct(**fields, accounts=(account,))
-        order = sorted(
+        figures = AccountFigures.of(account)
+        queue = sorted(
             (p.date, n, p.id)
             for n, p in enumerate(account.payments)
-            if not p.void and p.type == "payment"
+            if not p.void and p.type == "payment" and figures.unallocated(p) > 0
         )
-        for _, _, payment_id in order:
-            current = ledger.accounts[0]
-            payment = next(p for p in current.payments if p.id == payment_id)
-            from paysplit.figures import AccountFigures
-
-            if AccountFigures.of(account).unallocated(payment) <= 0:
-                continue
+        ledger = Ledger.model_construct(**fields, accounts=(account,))
+        for _, _, payment_id in queue:
             plan = apply_rule(ledger, rules, rule, payment_id=payment_id)
             if plan.blocked is not None:
                 continue
@@ -428,7 +425,8 @@ def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, s
 def test_the_command_runs_a_glob_and_prints_the_summary(
     tmp_path: Path, rules_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    generated(tmp_path / "in" / "a.jsonl", 6) if (tmp_path / "in").mkdir() is None else None
+    (tmp_path / "in").mkdir()
+    generated(tmp_path / "in" / "a.jsonl", 6)
     generated(tmp_path / "in" / "b.jsonl", 4, seed=5)
     out = tmp_path / "out"
     code, stdout, stderr = run_cli(

@@ -3,6 +3,8 @@
 Each verb loads the ledger (and rule files), asks :mod:`paysplit.operations`
 for a plan, prints it, and writes the new ledger only with ``--out PATH`` or
 ``--in-place`` (atomically, with a history entry), never with ``--preview``.
+A verb that will write holds the ledger's lock (:mod:`paysplit.locking`) from
+before it reads until after it has written, so two writers never lose an update.
 Exit codes (``docs/cli.md``): 0 done, 2 bad usage or input, 3 blocked or
 refused (the plan and its reason are printed, nothing is written).
 """
@@ -10,7 +12,9 @@ refused (the plan and its reason are printed, nothing is written).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import importlib
+import typing
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -18,9 +22,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from paysplit import ledger_io
+from paysplit import ledger_io, locking
 from paysplit import operations as ops
 from paysplit.apply import apply_plan, history_entry, record_history
+from paysplit.cli import common
 from paysplit.cli.common import (
     allowed_plugins,
     common_options,
@@ -53,7 +58,7 @@ def _plugins() -> Any:
 
 def read_ledger(path: str, ledger_format: str | None = None) -> Ledger:
     """Load ``--ledger`` (``--ledger-format NAME`` picks a reader; default the JSON document)."""
-    return ledger_io.read_ledger_for_cli(path, ledger_format or "json")
+    return common.read_ledger(path, ledger_format)
 
 
 def load_rules(paths: Sequence[str]) -> RuleSet:
@@ -63,8 +68,35 @@ def load_rules(paths: Sequence[str]) -> RuleSet:
 
 
 def write_ledger(ledger: Ledger, path: str) -> None:
-    """Write atomically: a failure leaves the old file whole."""
+    """Write atomically: a failure leaves the old file whole. Under the ledger's lock, the
+    file must still be the one the lock found (else nothing is written)."""
+    locking.check_unchanged(path)
     ledger_io.write_ledger(ledger, path)
+
+
+def _write_target(kwargs: dict[str, Any]) -> str | None:
+    """The file a verb will write, or None (a preview, or neither --out nor --in-place)."""
+    if kwargs.get("preview"):
+        return None
+    target: str | None = kwargs.get("ledger_path") if kwargs.get("in_place") else kwargs.get("out")
+    return target
+
+
+def _locked(command: F) -> F:
+    """Run the verb holding the lock of the file it will write, from before it reads the
+    ledger until after it has written the new one."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        target = _write_target(kwargs)
+        if target is None or (kwargs.get("out") is not None and kwargs.get("in_place")):
+            return command(*args, **kwargs)  # nothing to write (finish refuses both flags)
+        with locking.ledger_lock(target) as lock:
+            for stale in lock.removed:
+                echo_err(f"note: removed {stale}, left half-written by a writer that was killed")
+            return command(*args, **kwargs)
+
+    return typing.cast(F, run)
 
 
 # --- options ---------------------------------------------------------------------
@@ -101,6 +133,7 @@ def _rules_options(command: F) -> F:
 
 
 def _write_options(command: F) -> F:
+    command = _locked(command)
     command = click.option(
         "--explain", is_flag=True, help="Add the trace: why each target was paid or skipped."
     )(command)
