@@ -306,8 +306,8 @@ def allocation_only(ledger: Path, sample: int, rounds: int = 3) -> dict[str, Any
         started = time.perf_counter()
         plans = [worker.allocate_account(account, fields, run_date) for account in accounts]
         seconds = time.perf_counter() - started
-        made = [
-            (s.id, s.payment, s.charge or "", s.amount)
+        made = [  # the core's split rows: (id, payment, charge, installment, amount, ...)
+            (s[0], s[1], s[2] or "", s[4])
             for account_plans in plans
             for _, plan in account_plans
             for s in plan.splits

@@ -20,49 +20,171 @@ rule compiled to (:mod:`paysplit.policy`) in one fixed sequence, the one
 
 Every candidate considered leaves a trace entry that says whether it was
 used, how much it took, and which clause decided. Plugin code is called only
-through :func:`call_clause`, and what it returns is checked, so a plugin that
-raises or proposes an impossible split ends in a :class:`PluginError` naming
-it, before anything is written.
+through :func:`call_clause` (:mod:`paysplit.clause_calls`; or, for many items
+of one clause at once, :func:`_call_each`, with the same error), and what it
+returns is checked, so a plugin that raises or proposes an impossible split
+ends in a :class:`PluginError` naming it, before anything is written.
 
-:func:`allocate` runs a rule; :func:`allocate_by_hand` makes a manual
-allocation. Both are pure: same input, same plan.
+This is the hot path of ``paysplit batch`` (``docs/performance.md``): inside a
+run, splits and trace entries are tuples, and the plan is a
+:class:`~paysplit.plans.PlanDraft` made into the pydantic :class:`Plan` once,
+at the edge. A clause method left at its base class's neutral default is not
+called, nor is a guard's ``check_split`` that declares it speaks only beyond
+limits no automatic split reaches (``Guard.speaks_only_beyond_limits``).
+
+:func:`allocate` runs a rule (:func:`allocate_draft`: the same, as a draft);
+this module owns that run. :func:`allocate_by_hand` makes a manual allocation
+(:mod:`paysplit.manual_allocation`). The splits both record live in
+:mod:`paysplit.plan_splits`, the target views and what each target may still
+take in :mod:`paysplit.target_views`. Every public name of the core is
+importable from here. All are pure: same input, same plan.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import types
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
+from paysplit.clause_calls import call_clause, refuse
 from paysplit.core_clauses import OldestFirst
-from paysplit.errors import PaysplitError, PluginError, UsageError
+from paysplit.errors import PaysplitError, PluginError
 from paysplit.figures import AccountFigures
 from paysplit.ledger import Account, Charge, CreditNote, Installment, Payment, PaymentPlan
+from paysplit.manual_allocation import ManualRequest, TargetKind, allocate_by_hand
 from paysplit.money import Cents, format_cents
+from paysplit.plan_splits import PlanIds, Splits, added_by, unallocated, unallocated_after
 from paysplit.plans import (
     BlockedReason,
     Plan,
+    PlanDraft,
     PlannedCredit,
-    PlannedSplit,
     PlanWarning,
-    TraceEntry,
-    Transfer,
-    TransferLeg,
+    TraceRow,
 )
 from paysplit.policy import (
+    Clause,
     Guard,
     Operation,
     Outcome,
     ProposedSplit,
     Refuse,
+    Source,
     SourceRequest,
     Target,
     Warn,
 )
 from paysplit.rules import CompiledClause, CompiledRule
+from paysplit.target_views import Room, unpaid_reason
 
 T = TypeVar("T")
+
+_oldest_first = OldestFirst().sort_key
+"""The order of a rule that names none."""
+
+
+def _setters(cls: type[Any], names: tuple[str, ...]) -> list[Callable[[Any, Any], None]] | None:
+    """The slot setters of a frozen slots dataclass whose fields are exactly ``names``
+    (all required), or None when the class does not have that shape."""
+    fields = dataclasses.fields(cls)
+    slots = [cls.__dict__.get(name) for name in names]
+    if (
+        tuple(f.name for f in fields) != names
+        or hasattr(cls, "__post_init__")
+        or any(
+            f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+            for f in fields
+        )
+        or not all(isinstance(slot, types.MemberDescriptorType) for slot in slots)
+    ):
+        return None  # pragma: no cover - only if the contract's classes change shape
+    return [slot.__set__ for slot in slots if slot is not None]
+
+
+# The core builds a view of every candidate and a proposed split for every split it
+# weighs. A frozen dataclass's ``__init__`` sets each field through
+# ``object.__setattr__``; these set the same slots through their descriptors, in half
+# the time. The objects are the same (equal, same hash and repr); should ``Target`` or
+# ``ProposedSplit`` change shape, their own constructors are used.
+
+
+def _target_maker() -> Callable[..., Target]:
+    setters = _setters(Target, _TARGET_FIELDS)
+    if setters is None:
+        return Target  # pragma: no cover
+    set_charge, set_installment, set_plan, set_balance = setters[:4]
+    set_patient_balance, set_allocatable, set_age, set_position = setters[4:]
+    new = object.__new__
+
+    def make(
+        *,
+        charge: Charge,
+        installment: Installment | None,
+        plan: PaymentPlan | None,
+        balance: Cents,
+        patient_balance: Cents,
+        allocatable: Cents,
+        age: int,
+        position: int,
+    ) -> Target:
+        view: Target = new(Target)
+        set_charge(view, charge)
+        set_installment(view, installment)
+        set_plan(view, plan)
+        set_balance(view, balance)
+        set_patient_balance(view, patient_balance)
+        set_allocatable(view, allocatable)
+        set_age(view, age)
+        set_position(view, position)
+        return view
+
+    return make
+
+
+def _proposed_maker() -> Callable[..., ProposedSplit]:
+    setters = _setters(ProposedSplit, _PROPOSED_FIELDS)
+    if setters is None:
+        return ProposedSplit  # pragma: no cover
+    set_payment, set_target, set_amount, set_credit_left, set_manual, set_run_date = setters
+    new = object.__new__
+
+    def make(
+        *,
+        payment: Payment,
+        target: Target,
+        amount: Cents,
+        credit_left: Cents,
+        manual: bool,
+        run_date: dt.date,
+    ) -> ProposedSplit:
+        proposed: ProposedSplit = new(ProposedSplit)
+        set_payment(proposed, payment)
+        set_target(proposed, target)
+        set_amount(proposed, amount)
+        set_credit_left(proposed, credit_left)
+        set_manual(proposed, manual)
+        set_run_date(proposed, run_date)
+        return proposed
+
+    return make
+
+
+_TARGET_FIELDS = (
+    "charge",
+    "installment",
+    "plan",
+    "balance",
+    "patient_balance",
+    "allocatable",
+    "age",
+    "position",
+)
+_PROPOSED_FIELDS = ("payment", "target", "amount", "credit_left", "manual", "run_date")
+_target = _target_maker()
+_proposed = _proposed_maker()
 
 __all__ = [
     "ManualRequest",
@@ -71,6 +193,7 @@ __all__ = [
     "TargetKind",
     "allocate",
     "allocate_by_hand",
+    "allocate_draft",
     "call_clause",
     "unallocated_after",
 ]
@@ -99,32 +222,57 @@ class RuleRequest:
     """Payments posted by this very operation: their splits are not income transfers."""
     reserved_ids: frozenset[str] = frozenset()
     """Split ids in use anywhere in the ledger (a new id never reuses one)."""
+    figures: AccountFigures | None = None
+    """``AccountFigures.of(account)``, when the caller has it already (else it is computed)."""
 
 
-TargetKind = Literal["charge", "installment", "appointment"]
+# --- running a rule ----------------------------------------------------------
+class _Candidate:
+    """A charge (or an installment) the rule may pay, with its last view."""
+
+    __slots__ = ("charge", "id", "installment", "paid", "plan", "position", "seen")
+
+    def __init__(
+        self,
+        charge: Charge,
+        position: int,
+        plan: PaymentPlan | None = None,
+        installment: Installment | None = None,
+    ) -> None:
+        self.charge = charge
+        self.position = position
+        self.plan = plan
+        self.installment = installment
+        self.id = installment.id if installment is not None else charge.id
+        self.seen: Target | None = None
+        """The last view of a charge candidate, and what the plan had put on it then."""
+        self.paid: Cents = 0
 
 
-@dataclass(frozen=True)
-class ManualRequest:
-    """Allocate ``amount`` of ``payment`` by hand to a charge, an installment or an appointment."""
-
-    account: Account
-    payment: Payment
-    target_kind: TargetKind
-    target_id: str
-    amount: Cents
-    run_date: dt.date
-    settings_guards: tuple[CompiledClause[Guard], ...] = ()
-    default_unearned_type: str = "prepayment"
-    new_payments: frozenset[str] = frozenset()
-    reserved_ids: frozenset[str] = frozenset()
+def allocate(request: RuleRequest) -> Plan:
+    """Run one compiled rule on one account and say what it would do, as a plan."""
+    return _RuleRun(request).run().to_plan()
 
 
-# --- calling plugin code -----------------------------------------------------
-def call_clause(clause: CompiledClause[Any], what: str, fn: Callable[..., T], *args: Any) -> T:
-    """Call a clause's method; any exception becomes a PluginError naming the plugin."""
+def allocate_draft(request: RuleRequest) -> PlanDraft:
+    """:func:`allocate`, with the plan as rows (:class:`PlanDraft`): for callers that
+    only write it or apply it (``paysplit batch``), the pydantic model is never made."""
+    return _RuleRun(request).run()
+
+
+def _overrides(clause: CompiledClause[Any], name: str, base: type[Clause]) -> bool:
+    """False when the clause's ``name`` method is the base class's neutral default
+    (which decides nothing: calling it cannot change the plan)."""
+    method = getattr(clause.impl, name, None)
+    return getattr(method, "__func__", None) is not getattr(base, name)
+
+
+def _call_each(
+    clause: CompiledClause[Any], what: str, fn: Callable[[Any], T], items: Iterable[Any]
+) -> list[T]:
+    """``[call_clause(clause, what, fn, item) for item in items]`` in one try block."""
     try:
-        return fn(*args)
+        return [fn(item) for item in items]
     except PaysplitError:
         raise
     except Exception as exc:
@@ -135,222 +283,61 @@ def call_clause(clause: CompiledClause[Any], what: str, fn: Callable[..., T], *a
         ) from exc
 
 
-def _refuse(clause: CompiledClause[Any], message: str) -> PluginError:
-    return PluginError(
-        clause.plugin, f"clause {clause.text!r} ({clause.location}) {message}; nothing was written"
+class _Prepared:
+    """What a run of one rule (with the settings' guards) looks up before any account:
+    made once per rule and reused, since compiled rules do not change."""
+
+    __slots__ = (
+        "admitted_kinds",
+        "filters",
+        "guards",
+        "operation_guards",
+        "outcome_guards",
+        "rule",
+        "rule_at",
+        "settings_guards",
+        "source_skips",
+        "split_guards",
     )
 
-
-# --- ids, transfers, figures shared by every operation -----------------------
-@dataclass
-class PlanIds:
-    """Deterministic ids for new splits (``PAY1-3``) and transfers (``T-PAY1-3``)."""
-
-    account: Account
-    reserved: set[str]
-    counters: dict[str, int] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, account: Account, reserved: Iterable[str] = ()) -> PlanIds:
-        taken = {s.id for s in account.splits} | set(reserved)
-        return cls(account=account, reserved=taken)
-
-    def next_split(self, payment_id: str) -> str:
-        if payment_id not in self.counters:
-            self.counters[payment_id] = sum(
-                1 for s in self.account.splits if s.payment == payment_id
-            )
-        while True:
-            self.counters[payment_id] += 1
-            candidate = f"{payment_id}-{self.counters[payment_id]}"
-            if candidate not in self.reserved:
-                self.reserved.add(candidate)
-                return candidate
-
-
-@dataclass
-class _Splits:
-    """The splits and transfers a plan is building, with what each charge has taken."""
-
-    ids: PlanIds
-    new_payments: frozenset[str]
-    default_unearned_type: str
-    rule: str | None
-    splits: list[PlannedSplit] = field(default_factory=list)
-    transfers: list[Transfer] = field(default_factory=list)
-    by_charge: dict[str, Cents] = field(default_factory=dict)
-    by_installment: dict[str, Cents] = field(default_factory=dict)
-    by_payment: dict[str, Cents] = field(default_factory=dict)
-
-    def add(
-        self, payment: Payment, charge: str, installment: str | None, amount: Cents
-    ) -> PlannedSplit:
-        split_id = self.ids.next_split(payment.id)
-        transfer_id = None if payment.id in self.new_payments else f"T-{split_id}"
-        split = PlannedSplit(
-            id=split_id,
-            payment=payment.id,
-            charge=charge,
-            installment=installment,
-            amount=amount,
-            transfer=transfer_id,
-            rule=self.rule,
+    def __init__(
+        self, rule: CompiledRule, settings_guards: tuple[CompiledClause[Guard], ...]
+    ) -> None:
+        self.rule = rule
+        self.settings_guards = settings_guards
+        guards: tuple[CompiledClause[Guard], ...] = (*settings_guards, *rule.guards)
+        self.guards = guards
+        self.rule_at = str(rule.location)
+        # A guard method that is the neutral default decides nothing: it is not called.
+        # Nor is ``check_split`` of a guard that speaks only beyond the limits no
+        # automatic split reaches (``Guard.speaks_only_beyond_limits``).
+        self.split_guards = tuple(
+            g
+            for g in guards
+            if _overrides(g, "check_split", Guard)
+            and getattr(g.impl, "speaks_only_beyond_limits", False) is not True
         )
-        self.splits.append(split)
-        if transfer_id is not None:
-            self.transfers.append(
-                Transfer(
-                    id=transfer_id,
-                    from_payment=payment.id,
-                    unearned_type=payment.unearned_type or self.default_unearned_type,
-                    legs=(
-                        TransferLeg(target=None, amount=-amount),
-                        TransferLeg(target=installment or charge, amount=amount),
-                    ),
-                )
-            )
-        self.by_charge[charge] = self.by_charge.get(charge, 0) + amount
-        if installment is not None:
-            self.by_installment[installment] = self.by_installment.get(installment, 0) + amount
-        self.by_payment[payment.id] = self.by_payment.get(payment.id, 0) + amount
-        return split
+        self.operation_guards = tuple(g for g in guards if _overrides(g, "check_operation", Guard))
+        self.outcome_guards = tuple(g for g in guards if _overrides(g, "check_outcome", Guard))
+        self.filters = tuple((f, f.impl.skip_reason, str(f.location)) for f in rule.filters)
+        self.source_skips = _overrides(rule.source, "skip_reason", Source)
+        admitted: set[str] = set()
+        for scope in rule.scopes:
+            admitted |= set(scope.impl.admitted_kinds)
+        self.admitted_kinds = frozenset(admitted)
 
 
-def unallocated_after(
-    figures: AccountFigures, payment_ids: Iterable[str], splits: Sequence[PlannedSplit]
-) -> dict[str, Cents]:
-    """Each payment's unallocated amount once ``splits`` are added, in ledger order."""
-    wanted = set(payment_ids)
-    added: dict[str, Cents] = {}
-    for split in splits:
-        added[split.payment] = added.get(split.payment, 0) + split.amount
-    return {
-        payment.id: figures.unallocated(payment) - added.get(payment.id, 0)
-        for payment in figures.account.payments
-        if payment.id in wanted
-    }
+_PREPARED: dict[tuple[int, int], _Prepared] = {}
 
 
-# --- targets -----------------------------------------------------------------
-@dataclass
-class _Room:
-    """What each charge and installment may still take, given the plan so far."""
-
-    account: Account
-    figures: AccountFigures
-    made: _Splits
-    charges: dict[str, Charge]
-
-    def charge_room(self, charge: Charge, payer: str) -> Cents:
-        return max(
-            0, self.figures.allocatable(charge, payer) - self.made.by_charge.get(charge.id, 0)
-        )
-
-    def plan_charges(self, plan: PaymentPlan) -> list[Charge]:
-        return [self.charges[c] for c in plan.charges if c in self.charges]
-
-    def installment_left(self, installment: Installment) -> Cents:
-        return self.figures.installment_balance(installment) - self.made.by_installment.get(
-            installment.id, 0
-        )
-
-    def installment_room(self, plan: PaymentPlan, installment: Installment, payer: str) -> Cents:
-        plan_room = sum(self.charge_room(c, payer) for c in self.plan_charges(plan))
-        return max(0, min(self.installment_left(installment), plan_room))
-
-    def target(
-        self,
-        charge: Charge,
-        payer: str,
-        position: int,
-        run_date: dt.date,
-        plan: PaymentPlan | None = None,
-        installment: Installment | None = None,
-    ) -> Target:
-        """A view of the target as it stands now, the plan's splits so far included."""
-        if plan is not None and installment is not None:
-            owing = [c for c in self.plan_charges(plan) if self.charge_room(c, payer) > 0]
-            shown = owing[0] if owing else charge
-            left = self.installment_left(installment)
-            return Target(
-                charge=shown,
-                installment=installment,
-                plan=plan,
-                balance=left,
-                patient_balance=max(0, left),
-                allocatable=self.installment_room(plan, installment, payer),
-                age=(run_date - installment.due).days,
-                position=position,
-            )
-        paid = self.made.by_charge.get(charge.id, 0)
-        balance = self.figures.balance(charge) - paid
-        return Target(
-            charge=charge,
-            installment=None,
-            plan=None,
-            balance=balance,
-            patient_balance=max(0, balance - charge.insurance_estimate),
-            allocatable=self.charge_room(charge, payer),
-            age=(run_date - charge.date).days,
-            position=position,
-        )
-
-    def put(self, payment: Payment, target: Target, amount: Cents, payer: str) -> list[str]:
-        """Make the splits that move ``amount`` of ``payment`` to ``target``; their ids."""
-        if target.installment is None or target.plan is None:
-            return [self.made.add(payment, target.charge.id, None, amount).id]
-        made: list[str] = []
-        left = amount
-        plan_charges = self.plan_charges(target.plan) or [target.charge]
-        for charge in plan_charges:
-            if left <= 0:
-                break
-            take = min(left, self.charge_room(charge, payer))
-            if take > 0:
-                made.append(self.made.add(payment, charge.id, target.installment.id, take).id)
-                left -= take
-        if left > 0:  # only a manual over-allocation a setting allowed gets here
-            last = plan_charges[-1]
-            made.append(self.made.add(payment, last.id, target.installment.id, left).id)
-        return made
-
-
-def _unpaid_reason(target: Target, room: _Room, payer: str) -> str:
-    """Why a target whose allocatable amount is 0 is never a target (002)."""
-    if target.installment is not None:
-        if room.installment_left(target.installment) <= 0:
-            return f"installment {target.installment.id} is paid in full"
-        plan_id = target.plan.id if target.plan is not None else "?"
-        return f"the charges of plan {plan_id} are paid in full"
-    charge = target.charge
-    balance = room.figures.balance(charge) - room.made.by_charge.get(charge.id, 0)
-    if balance <= 0:
-        return f"{charge.id} is paid in full"
-    if payer != "insurance" and charge.insurance_estimate > 0:
-        return (
-            f"{charge.id} is expected to be paid by insurance "
-            f"(estimate {format_cents(charge.insurance_estimate)} covers the "
-            f"{format_cents(balance)} balance)"
-        )
-    return f"{charge.id} owes nothing more"  # pragma: no cover - balance > 0 means owing
-
-
-# --- running a rule ----------------------------------------------------------
-@dataclass
-class _Candidate:
-    charge: Charge
-    position: int
-    plan: PaymentPlan | None = None
-    installment: Installment | None = None
-
-    @property
-    def id(self) -> str:
-        return self.installment.id if self.installment is not None else self.charge.id
-
-
-def allocate(request: RuleRequest) -> Plan:
-    """Run one compiled rule on one account and say what it would do, as a plan."""
-    return _RuleRun(request).run()
+def _prepared(rule: CompiledRule, settings_guards: tuple[CompiledClause[Guard], ...]) -> _Prepared:
+    key = (id(rule), id(settings_guards))
+    found = _PREPARED.get(key)
+    if found is None or found.rule is not rule or found.settings_guards is not settings_guards:
+        if len(_PREPARED) >= 256:
+            _PREPARED.clear()
+        found = _PREPARED[key] = _Prepared(rule, settings_guards)
+    return found
 
 
 class _RuleRun:
@@ -360,26 +347,34 @@ class _RuleRun:
         self.request = request
         self.rule = request.rule
         self.account = request.account
-        self.figures = AccountFigures.of(request.account)
-        self.guards: tuple[CompiledClause[Guard], ...] = (
-            *request.settings_guards,
-            *request.rule.guards,
+        self.figures = (
+            AccountFigures.of(request.account) if request.figures is None else request.figures
         )
-        self.made = _Splits(
+        prepared = _prepared(request.rule, request.settings_guards)
+        self.guards = prepared.guards
+        self.made = Splits(
             ids=PlanIds.of(request.account, request.reserved_ids),
             new_payments=request.new_payments,
             default_unearned_type=request.default_unearned_type,
             rule=request.rule.name,
         )
-        self.room = _Room(
+        self.room = Room(
             account=request.account,
             figures=self.figures,
             made=self.made,
-            charges={c.id: c for c in request.account.charges},
+            charges=self.figures.charges,  # {charge id: charge} of the account, in order
         )
-        self.trace: list[TraceEntry] = []
+        self.trace: list[TraceRow] = []
         self.warnings: list[PlanWarning] = []
-        self.rule_at = str(request.rule.location)
+        self.rule_at = prepared.rule_at
+        self.split_guards = prepared.split_guards
+        self.operation_guards = prepared.operation_guards
+        self.outcome_guards = prepared.outcome_guards
+        self.filters = prepared.filters
+        self.source_skips = prepared.source_skips
+        self.admitted_kinds = prepared.admitted_kinds
+        self.in_ledger_order = False
+        """True when the candidates are listed by ledger position (their tie-break)."""
         self.payer = "patient"
         if request.payment is not None and not request.rule.pooled:
             self.payer = request.payment.payer
@@ -403,11 +398,7 @@ class _RuleRun:
         used: bool = False,
         amount: Cents = 0,
     ) -> None:
-        self.trace.append(
-            TraceEntry(
-                source=source, target=target, used=used, amount=amount, reason=reason, clause=clause
-            )
-        )
+        self.trace.append((source, target, used, amount, reason, clause))
 
     def warn(self, message: str, clause: str | None) -> None:
         warning = PlanWarning(message=message, clause=clause)
@@ -420,19 +411,18 @@ class _RuleRun:
         blocked: BlockedReason | None = None,
         credits: Sequence[PlannedCredit] = (),
         touched: Iterable[str] = (),
-    ) -> Plan:
-        splits = () if blocked is not None else tuple(self.made.splits)
-        touched_ids = [*touched, *(s.payment for s in splits)]
-        return Plan(
+    ) -> PlanDraft:
+        splits = [] if blocked is not None else self.made.splits
+        touched_ids = [*touched, *(s[1] for s in splits)]
+        return PlanDraft(
             operation=self.request.operation,
             rule=self.rule.name,
             blocked=blocked,
             splits=splits,
             credits=tuple(credits),
-            unallocated=unallocated_after(self.figures, touched_ids, splits),
+            unallocated=unallocated(self.figures, touched_ids, added_by(splits)),
             warnings=tuple(self.warnings),
-            trace=tuple(self.trace),
-            transfers=() if blocked is not None else tuple(self.made.transfers),
+            trace=self.trace,
             date=self.request.run_date,
         )
 
@@ -443,11 +433,13 @@ class _RuleRun:
         known = {p.id: p for p in self.account.payments}
         sources: list[Payment] = []
         for payment in returned:
-            if not isinstance(payment, Payment) or known.get(payment.id) != payment:
+            if not isinstance(payment, Payment) or (
+                (found := known.get(payment.id)) is not payment and found != payment
+            ):
                 shown = getattr(payment, "id", payment)
-                raise _refuse(clause, f"returned {shown!r}, which is not a payment of this account")
+                raise refuse(clause, f"returned {shown!r}, which is not a payment of this account")
             if payment.void or payment.type != "payment":
-                raise _refuse(clause, f"returned {payment.id}, which is void or a refund")
+                raise refuse(clause, f"returned {payment.id}, which is void or a refund")
             if payment not in sources:
                 sources.append(payment)
         if self.rule.pooled and self.request.payment is not None:
@@ -469,7 +461,7 @@ class _RuleRun:
             )
             for other in added:
                 if other not in known:
-                    raise _refuse(scope, f"named {other!r}, which is not a patient of this account")
+                    raise refuse(scope, f"named {other!r}, which is not a patient of this account")
                 wanted.add(other)
         return [p for p in known if p in wanted]
 
@@ -492,7 +484,6 @@ class _RuleRun:
 
     def candidates(self, patients: Sequence[str]) -> list[_Candidate]:
         """Charges (or installments) in scope; out-of-scope ones are traced and dropped."""
-        position = {c.id: n for n, c in enumerate(self.account.charges)}
         in_scope = set(patients)
         if self.rule.to_installments:
             found: list[_Candidate] = []
@@ -518,24 +509,42 @@ class _RuleRun:
             )
             charges: list[Charge] = []
             for charge in returned:
-                if not isinstance(charge, Charge) or self.room.charges.get(charge.id) != charge:
+                if not isinstance(charge, Charge) or (
+                    (known := self.room.charges.get(charge.id)) is not charge and known != charge
+                ):
                     shown = getattr(charge, "id", charge)
-                    raise _refuse(
+                    raise refuse(
                         clause, f"returned {shown!r}, which is not a charge of this account"
                     )
                 if charge not in charges:
                     charges.append(charge)
+            position = {c.id: n for n, c in enumerate(self.account.charges)}
+            positions: Sequence[int] = [position[c.id] for c in charges]
         else:
             charges = list(self.account.charges)
+            positions = range(len(charges))  # each charge's place in the ledger
+            self.in_ledger_order = True
         result: list[_Candidate] = []
-        for charge in charges:
-            candidate = _Candidate(charge, position[charge.id])
-            if not self.selected(candidate):
+        chosen = self.request.charge_ids
+        trace = self.trace
+        rule_at = self.rule_at
+        only = f", and rule {self.rule.name} pays only charges of {', '.join(patients)}"
+        why: dict[str, str] = {}  # out-of-scope patient -> the end of the sentence
+        for charge, at in zip(charges, positions, strict=True):
+            charge_id = charge.id
+            if chosen is not None and charge_id not in chosen:
+                continue  # (a charge candidate is selected by its own id only)
+            patient = charge.patient
+            if patient not in in_scope:
+                # as _out_of_scope says it
+                end = why.get(patient)
+                if end is None:
+                    end = why[patient] = (
+                        f" is a charge of {patient}{only} (no scope clause includes {patient})"
+                    )
+                trace.append((None, charge_id, False, 0, charge_id + end, rule_at))
                 continue
-            if charge.patient not in in_scope:
-                self._out_of_scope(charge.id, charge.patient, patients)
-                continue
-            result.append(candidate)
+            result.append(_Candidate(charge, at))
         return result
 
     def _out_of_scope(self, target: str, patient: str, patients: Sequence[str]) -> None:
@@ -546,13 +555,41 @@ class _RuleRun:
             self.rule_at,
         )
 
-    def admitted(self) -> frozenset[str]:
-        kinds: set[str] = set()
-        for scope in self.rule.scopes:
-            kinds |= set(scope.impl.admitted_kinds)
-        return frozenset(kinds)
-
     def view(self, candidate: _Candidate) -> Target:
+        """The candidate as it stands now (a charge's view is kept until it takes a split)."""
+        if candidate.installment is None:
+            charge = candidate.charge
+            paid = self.made.by_charge.get(charge.id, 0)
+            seen = candidate.seen
+            if seen is not None and candidate.paid == paid:
+                return seen
+            # (Room.charge_target, inlined: this runs for every candidate)
+            room = self.room
+            before = room.balances.get(charge.id)
+            if before is None:
+                before = room.balance(charge)
+            estimate = charge.insurance_estimate
+            if self.payer == "insurance":
+                allocatable = before if before > 0 else 0
+            else:
+                allocatable = before - estimate
+                if allocatable < 0:
+                    allocatable = 0
+            allocatable -= paid
+            balance = before - paid
+            patient_balance = balance - estimate
+            seen = _target(
+                charge=charge,
+                installment=None,
+                plan=None,
+                balance=balance,
+                patient_balance=patient_balance if patient_balance > 0 else 0,
+                allocatable=allocatable if allocatable > 0 else 0,
+                age=(self.request.run_date - charge.date).days,
+                position=candidate.position,
+            )
+            candidate.seen, candidate.paid = seen, paid
+            return seen
         return self.room.target(
             candidate.charge,
             self.payer,
@@ -566,6 +603,28 @@ class _RuleRun:
         """The candidates in the rule's order; ``views`` are their targets, in the same order."""
         orders = self.rule.orders
         payment = self.request.payment
+        if len(orders) <= 1 and not (
+            payment is not None and not self.rule.pooled and self.rule.preferences
+        ):
+            # No preference applies and at most one order: keys are (order key, position).
+            column = (
+                _call_each(orders[0], "sort_key", orders[0].impl.sort_key, views)
+                if orders
+                else [_oldest_first(target) for target in views]
+            )
+            if self.in_ledger_order and all(type(k) is int for k in column):
+                # Whole-number keys (dates as ordinals, amounts) of candidates already in
+                # ledger order: a stable sort on the key alone is the order by (key,
+                # position), and whole numbers always compare.
+                return [candidates[n] for n in sorted(range(len(column)), key=column.__getitem__)]
+            keys = zip(column, [c.position for c in candidates], strict=True)
+            fast = [(key, n, c) for n, (key, c) in enumerate(zip(keys, candidates, strict=True))]
+            try:
+                fast.sort(key=lambda entry: entry[:2])
+            except TypeError as exc:
+                clause = orders[0] if orders else self.rule.source
+                raise refuse(clause, f"gave sort keys that cannot be compared ({exc})") from exc
+            return [c for _, _, c in fast]
 
         def key(candidate: _Candidate, target: Target) -> tuple[Any, ...]:
             parts: list[Any] = []
@@ -586,7 +645,7 @@ class _RuleRun:
             keyed.sort(key=lambda entry: entry[:2])
         except TypeError as exc:
             clause = orders[0] if orders else self.rule.source
-            raise _refuse(clause, f"gave sort keys that cannot be compared ({exc})") from exc
+            raise refuse(clause, f"gave sort keys that cannot be compared ({exc})") from exc
         return [c for _, _, c in keyed]
 
     def target_check(self, candidate: _Candidate, target: Target) -> tuple[str, str | None] | None:
@@ -595,27 +654,27 @@ class _RuleRun:
         if (
             candidate.installment is None
             and charge.kind in self.request.opt_in_kinds
-            and charge.kind not in self.admitted()
+            and charge.kind not in self.admitted_kinds
         ):
             return (
                 f"{charge.id} is of kind {charge.kind}, which is a target only when a "
                 f"scope clause of the rule admits it",
                 self.rule_at,
             )
-        for flt in self.rule.filters:
+        payment = self.request.payment
+        for flt, skip_reason, where in self.filters:
+            reason = call_clause(flt, "skip_reason", skip_reason, target, payment)
+            if reason is not None:
+                return str(reason), where
+        if self.source_skips:
+            source = self.rule.source
             reason = call_clause(
-                flt, "skip_reason", flt.impl.skip_reason, target, self.request.payment
+                source, "skip_reason", source.impl.skip_reason, target, self.source_request
             )
             if reason is not None:
-                return str(reason), str(flt.location)
-        source = self.rule.source
-        reason = call_clause(
-            source, "skip_reason", source.impl.skip_reason, target, self.source_request
-        )
-        if reason is not None:
-            return str(reason), str(source.location)
+                return str(reason), str(source.location)
         if target.allocatable <= 0:
-            return _unpaid_reason(target, self.room, self.payer), self.rule_at
+            return unpaid_reason(target, self.room, self.payer), self.rule_at
         return None
 
     def source_order(self, target: Target, sources: list[Payment]) -> list[Payment]:
@@ -651,7 +710,9 @@ class _RuleRun:
         A probe asks whether the credit could pay the target at all, were there
         enough of it; its warnings are not noted, since no split is made.
         """
-        proposed = ProposedSplit(
+        if not self.split_guards:
+            return None
+        proposed = _proposed(
             payment=payment,
             target=target,
             amount=amount,
@@ -660,7 +721,7 @@ class _RuleRun:
             run_date=self.request.run_date,
         )
         warnings: list[PlanWarning] = []
-        for guard in self.guards:
+        for guard in self.split_guards:
             verdict = call_clause(guard, "check_split", guard.impl.check_split, proposed)
             if verdict is None:
                 continue
@@ -669,7 +730,7 @@ class _RuleRun:
             if isinstance(verdict, Warn):
                 warnings.append(PlanWarning(message=verdict.message, clause=str(guard.location)))
                 continue
-            raise _refuse(
+            raise refuse(
                 guard, f"returned {verdict!r} from check_split (expected Refuse, Warn or None)"
             )
         if not probe:
@@ -712,22 +773,22 @@ class _RuleRun:
             try:
                 target_id, amount = item
             except (TypeError, ValueError):
-                raise _refuse(
+                raise refuse(
                     clause, f"proposed {item!r}, which is not a (target, amount) pair"
                 ) from None
             if target_id not in by_id:
-                raise _refuse(
+                raise refuse(
                     clause, f"proposed a split to {target_id!r}, which is not a target here"
                 )
             if not isinstance(amount, int) or isinstance(amount, bool) or amount <= 0:
-                raise _refuse(
+                raise refuse(
                     clause,
                     f"proposed {amount!r} for {target_id}: a split must be a positive amount",
                 )
             if target_id in wanted:
-                raise _refuse(clause, f"proposed {target_id} twice")
+                raise refuse(clause, f"proposed {target_id} twice")
             if amount > by_id[target_id].allocatable:
-                raise _refuse(
+                raise refuse(
                     clause,
                     f"proposed {format_cents(amount)} for {target_id}, more than the "
                     f"{format_cents(by_id[target_id].allocatable)} it allows",
@@ -735,7 +796,7 @@ class _RuleRun:
             total += amount
             wanted[target_id] = amount
         if total > credit:
-            raise _refuse(
+            raise refuse(
                 clause,
                 f"proposed {format_cents(total)} in all, more than the "
                 f"{format_cents(credit)} of credit there is",
@@ -758,7 +819,7 @@ class _RuleRun:
         )
 
     # -- the run ---------------------------------------------------------------
-    def run(self) -> Plan:
+    def run(self) -> PlanDraft:
         request = self.request
         rule = self.rule
         payment = request.payment
@@ -780,12 +841,12 @@ class _RuleRun:
             patients = self.scope_patients(payment.patient)
         candidates = self.candidates(patients)
 
-        operation = self.operation_view(patients, candidates)
-        for guard in self.guards:
+        operation = self.operation_view(patients, candidates) if self.operation_guards else None
+        for guard in self.operation_guards:
             reason = call_clause(guard, "check_operation", guard.impl.check_operation, operation)
             if reason is not None:
                 if not isinstance(reason, str):
-                    raise _refuse(guard, f"returned {reason!r} from check_operation")
+                    raise refuse(guard, f"returned {reason!r} from check_operation")
                 self.trace.clear()
                 blocked = BlockedReason(
                     reason=reason, clause=str(guard.location), plugin=guard.plugin
@@ -797,10 +858,12 @@ class _RuleRun:
         view_of = {id(c): v for c, v in zip(candidates, views, strict=True)}
         ordered = self.order(candidates, views)
         eligible: list[_Candidate] = []
+        trace = self.trace
+        target_check = self.target_check
         for candidate in ordered:
-            skipped = self.target_check(candidate, view_of[id(candidate)])
+            skipped = target_check(candidate, view_of[id(candidate)])
             if skipped is not None:
-                self.note(candidate.id, skipped[0], skipped[1])
+                trace.append((None, candidate.id, False, 0, skipped[0], skipped[1]))
             else:
                 eligible.append(candidate)
 
@@ -887,36 +950,31 @@ class _RuleRun:
                 unpaid.append(candidate)
 
         # outcome guards: keep what was decided, or withhold it all
-        outcome = Outcome(
-            payment=payment,
-            credit_before=credit_before,
-            credit_left=sum(left.values()),
-            splits=tuple(made_for),
-            unpaid=tuple(
-                (view, view.allocatable)
-                for view in (self.view(c) for c in unpaid)
-                if view.allocatable > 0
-            ),
-        )
-        for guard in self.guards:
+        if self.outcome_guards:
+            outcome = Outcome(
+                payment=payment,
+                credit_before=credit_before,
+                credit_left=sum(left.values()),
+                splits=tuple(made_for),
+                unpaid=tuple(
+                    (view, view.allocatable)
+                    for view in (self.view(c) for c in unpaid)
+                    if view.allocatable > 0
+                ),
+            )
+        for guard in self.outcome_guards:
             reason = call_clause(guard, "check_outcome", guard.impl.check_outcome, outcome)
             if reason is None:
                 continue
             if not isinstance(reason, str):
-                raise _refuse(guard, f"returned {reason!r} from check_outcome")
+                raise refuse(guard, f"returned {reason!r} from check_outcome")
+            withheld = f"withheld: {reason}"
+            at = str(guard.location)
             for index in used_entries:
-                entry = self.trace[index]
-                self.trace[index] = entry.model_copy(
-                    update={
-                        "used": False,
-                        "amount": 0,
-                        "reason": f"withheld: {reason}",
-                        "clause": str(guard.location),
-                    }
-                )
-            self.warn(reason, str(guard.location))
+                source_id, target_id, _, _, _, _ = self.trace[index]
+                self.trace[index] = (source_id, target_id, False, 0, withheld, at)
+            self.warn(reason, at)
             self.made.splits.clear()
-            self.made.transfers.clear()
             return self.plan(touched=touched)
 
         credits = self.leftover(sources, left)
@@ -928,7 +986,7 @@ class _RuleRun:
         clause = self.rule.leftover
         if clause is None:
             return []
-        drawn = {s.payment for s in self.made.splits}
+        drawn = {s[1] for s in self.made.splits}
         credits: list[PlannedCredit] = []
         for source in sources:
             amount = left.get(source.id, 0)
@@ -938,7 +996,7 @@ class _RuleRun:
             if note is None:
                 continue
             if not isinstance(note, CreditNote):
-                raise _refuse(clause, f"returned {note!r} from leftover (expected a CreditNote)")
+                raise refuse(clause, f"returned {note!r} from leftover (expected a CreditNote)")
             if note == source.credit:
                 continue
             credits.append(
@@ -980,192 +1038,3 @@ class _RuleRun:
             )
         else:
             self.warn(f"rule {rule.name} made no split: see the trace for why", self.rule_at)
-
-
-# --- manual allocation -------------------------------------------------------
-def allocate_by_hand(request: ManualRequest) -> Plan:
-    """Allocate an amount of one payment to a charge, an installment or an appointment.
-
-    Each proposed split is checked by the settings' guards: a refusal refuses
-    the whole operation (a plan with ``blocked``), a warning goes on the plan.
-    When no guard spoke, over-allocating the payment or over-paying a charge
-    still leaves a warning: the plan never does that silently.
-    """
-    account = request.account
-    payment = request.payment
-    figures = AccountFigures.of(account)
-    made = _Splits(
-        ids=PlanIds.of(account, request.reserved_ids),
-        new_payments=request.new_payments,
-        default_unearned_type=request.default_unearned_type,
-        rule=None,
-    )
-    room = _Room(account, figures, made, {c.id: c for c in account.charges})
-    payer = payment.payer
-    trace: list[TraceEntry] = []
-    warnings: list[PlanWarning] = []
-
-    def finish(blocked: BlockedReason | None = None) -> Plan:
-        splits = () if blocked is not None else tuple(made.splits)
-        return Plan(
-            operation="allocate",
-            blocked=blocked,
-            splits=splits,
-            unallocated=unallocated_after(figures, [payment.id], splits),
-            warnings=tuple(warnings),
-            trace=tuple(trace),
-            transfers=() if blocked is not None else tuple(made.transfers),
-            date=request.run_date,
-        )
-
-    proposals: list[tuple[Target, Cents]] = []
-    last_notes: list[TraceEntry] = []
-    charges: tuple[Charge, ...]
-    positions = {c.id: n for n, c in enumerate(account.charges)}
-    if request.target_kind == "charge":
-        charge = room.charges[request.target_id]
-        target = room.target(charge, payer, positions[charge.id], request.run_date)
-        proposals.append((target, request.amount))
-        charges = (charge,)
-    elif request.target_kind == "installment":
-        plan, installment = figures.installments[request.target_id]
-        plan_charges = room.plan_charges(plan)
-        if not plan_charges:
-            raise UsageError(
-                f"plan {plan.id} has no charges for installment {installment.id} to pay"
-            )
-        target = room.target(
-            plan_charges[0], payer, 0, request.run_date, plan=plan, installment=installment
-        )
-        proposals.append((target, request.amount))
-        charges = tuple(plan_charges)
-    else:
-        charges = tuple(c for c in account.charges if c.appointment == request.target_id)
-        left = request.amount
-        for charge in charges:
-            target = room.target(charge, payer, positions[charge.id], request.run_date)
-            take = min(left, target.allocatable)
-            if take <= 0:
-                reason = (
-                    _unpaid_reason(target, room, payer)
-                    if left > 0
-                    else f"nothing left of the {format_cents(request.amount)} to pay {charge.id}"
-                )
-                trace.append(
-                    TraceEntry(
-                        source=payment.id, target=charge.id, used=False, amount=0, reason=reason
-                    )
-                )
-                continue
-            proposals.append((target, take))
-            left -= take
-        if left > 0:
-            last_notes.append(
-                TraceEntry(
-                    source=payment.id,
-                    target=request.target_id,
-                    used=False,
-                    amount=left,
-                    reason=(
-                        f"{format_cents(left)} stays unallocated on {payment.id} as appointment "
-                        f"{request.target_id}'s unallocated payment"
-                    ),
-                )
-            )
-        if not charges:
-            warnings.append(
-                PlanWarning(
-                    message=f"appointment {request.target_id} has no charges yet: "
-                    f"the payment stays unallocated until it has some"
-                )
-            )
-
-    operation = Operation(
-        name="allocate",
-        account=account,
-        figures=figures,
-        run_date=request.run_date,
-        payment=payment,
-        patients=frozenset(c.patient for c in charges),
-        charges=charges,
-        manual=True,
-    )
-    for guard in request.settings_guards:
-        verdict_text = call_clause(guard, "check_operation", guard.impl.check_operation, operation)
-        if verdict_text is not None:
-            return finish(
-                BlockedReason(
-                    reason=str(verdict_text), clause=str(guard.location), plugin=guard.plugin
-                )
-            )
-
-    credit_left = figures.unallocated(payment)
-    for target, amount in proposals:
-        proposed = ProposedSplit(
-            payment=payment,
-            target=target,
-            amount=amount,
-            credit_left=credit_left,
-            manual=True,
-            run_date=request.run_date,
-        )
-        spoke = False
-        for guard in request.settings_guards:
-            verdict = call_clause(guard, "check_split", guard.impl.check_split, proposed)
-            if verdict is None:
-                continue
-            if isinstance(verdict, Refuse):
-                trace.append(
-                    TraceEntry(
-                        source=payment.id,
-                        target=target.id,
-                        used=False,
-                        amount=0,
-                        reason=verdict.reason,
-                        clause=str(guard.location),
-                    )
-                )
-                return finish(
-                    BlockedReason(
-                        reason=verdict.reason, clause=str(guard.location), plugin=guard.plugin
-                    )
-                )
-            if isinstance(verdict, Warn):
-                spoke = True
-                warning = PlanWarning(message=verdict.message, clause=str(guard.location))
-                if warning not in warnings:
-                    warnings.append(warning)
-                continue
-            raise _refuse(
-                guard, f"returned {verdict!r} from check_split (expected Refuse, Warn or None)"
-            )
-        if not spoke:
-            if amount > credit_left:
-                warnings.append(
-                    PlanWarning(
-                        message=f"allocating {format_cents(amount)} of payment {payment.id} "
-                        f"leaves {format_cents(credit_left - amount)} unallocated: only "
-                        f"{format_cents(credit_left)} was available"
-                    )
-                )
-            if amount > target.allocatable:
-                warnings.append(
-                    PlanWarning(
-                        message=f"{format_cents(amount)} is more than the "
-                        f"{format_cents(target.allocatable)} that {target.id} still allows"
-                    )
-                )
-        room.put(payment, target, amount, payer)
-        credit_left -= amount
-        trace.append(
-            TraceEntry(
-                source=payment.id,
-                target=target.id,
-                used=True,
-                amount=amount,
-                reason=f"allocated by hand: {format_cents(amount)} of the "
-                f"{format_cents(target.allocatable)} due",
-            )
-        )
-    trace.extend(last_notes)
-    return finish()

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from paysplit.errors import UsageError
 from paysplit.ledger import Account, CreditNote, HistoryEntry, Ledger, Payment, Split
 from paysplit.money import format_cents
-from paysplit.plans import Plan
+from paysplit.plans import Plan, PlanDraft
 from paysplit.rules import RuleSet
 
 NOW_ENV = "PAYSPLIT_NOW"
@@ -62,8 +62,15 @@ def _account_of(ledger: Ledger, plan: Plan) -> dict[str, list[str]]:
     return touched
 
 
-def apply_to_account(account: Account, plan: Plan) -> Account:
-    """The account with the plan's records for it appended (records of other accounts ignored)."""
+def apply_to_account(account: Account, plan: Plan | PlanDraft) -> Account:
+    """The account with the plan's records for it appended (records of other accounts ignored).
+
+    ``plan`` may be the allocation core's :class:`~paysplit.plans.PlanDraft` (what
+    ``paysplit batch`` applies between payments): the account is the same as with
+    ``draft.to_plan()``.
+    """
+    if isinstance(plan, PlanDraft):
+        return _apply_draft(account, plan)
     patients = {p.id for p in account.patients}
     own_payments = {p.id for p in account.payments} | {
         p.id for p in plan.payments if p.patient in patients
@@ -111,6 +118,51 @@ def apply_to_account(account: Account, plan: Plan) -> Account:
     return account.model_copy(
         update={
             "charges": account.charges + charges,
+            "payments": payments,
+            "splits": account.splits + splits,
+        }
+    )
+
+
+def _apply_draft(account: Account, draft: PlanDraft) -> Account:
+    """:func:`apply_to_account` for a draft: it has splits and credits, nothing else."""
+    own_payments = {p.id for p in account.payments}
+    credits = {c.payment: c for c in draft.credits if c.payment in own_payments}
+    payments = account.payments
+    if credits:
+        payments = tuple(
+            p
+            if (credit := credits.get(p.id)) is None
+            else p.model_copy(
+                update={
+                    "credit": CreditNote(
+                        due_to="insurance" if credit.due_to == "insurance" else "patient",
+                        memo=credit.memo,
+                        provider=credit.provider,
+                        office=credit.office,
+                    )
+                }
+            )
+            for p in payments
+        )
+    splits = tuple(
+        Split(
+            id=split_id,
+            payment=payment,
+            charge=charge,
+            installment=installment,
+            amount=format_cents(amount),  # a ledger amount given as text is exact cents
+            date=draft.date,
+            transfer=transfer,
+            reverses=None,
+            rule=draft.rule,
+        )
+        for split_id, payment, charge, installment, amount, transfer, _ in draft.splits
+        if payment in own_payments
+    )
+    return account.model_copy(
+        update={
+            "charges": account.charges,
             "payments": payments,
             "splits": account.splits + splits,
         }

@@ -15,7 +15,11 @@ the library behind it:
   credit gets the rule, in payment-date then ledger order, each payment
   seeing the splits of the ones before it: exactly
   :func:`paysplit.operations.apply_rule` per payment, with the plan applied
-  to the account between payments. One account is in memory at a time.
+  to the account between payments. One account is in memory at a time. The
+  hot path (``docs/performance.md``): the request is built once per rule, the
+  account's figures once per account (then updated with each plan's splits),
+  and the plans stay the core's drafts (tuples), written as JSON in one
+  pydantic-core call without making the plan models.
 * **Engines**: ``local`` runs the chunks in this process (``workers=1``) or in
   a pool of processes; ``dask`` maps the same chunks as a Dask bag over
   ``dask.distributed`` (a ``LocalCluster``, or an existing cluster with
@@ -54,13 +58,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from paysplit.allocation import allocate_draft
 from paysplit.apply import apply_to_account
+from paysplit.atomic import sync_folder
 from paysplit.errors import LedgerError, PaysplitError, UsageError
 from paysplit.figures import AccountFigures
-from paysplit.ledger import Account, Ledger, LedgerHeader
+from paysplit.ledger import Account, LedgerHeader
 from paysplit.ledger_io import account_from_line, iter_jsonl
-from paysplit.operations import apply_rule
-from paysplit.plans import Plan
+from paysplit.operations import payment_request, request_base
+from paysplit.plans import Plan, PlanDraft
 from paysplit.rules import CompiledRule, RuleSet
 
 __all__ = [
@@ -381,6 +387,7 @@ class Worker:
             files = ", ".join(self.rules.files) or "the rule files"
             raise UsageError(f"there is no rule {spec.rule} in {files} (rules: {known})")
         self.rule: CompiledRule = rule
+        self._request_base = request_base(self.rules)
         self._headers: dict[tuple[str, int, int], tuple[LedgerHeader, dict[str, Any]]] = {}
 
     # -- headers ---------------------------------------------------------------------
@@ -483,29 +490,36 @@ class Worker:
 
     def allocate_account(
         self, account: Account, fields: dict[str, Any], run_date: dt.date
-    ) -> list[tuple[str, Plan]]:
+    ) -> list[tuple[str, PlanDraft]]:
         """The rule applied to each of the account's payments in turn (the allocation step).
 
         Exactly :func:`paysplit.operations.apply_rule` per payment, on a ledger of this
-        one account, each plan applied before the next payment (a blocked plan is not).
+        one account (the same request, :func:`paysplit.operations.payment_request`),
+        each plan applied before the next payment (a blocked plan is not). The plans
+        come back as the core's drafts: :meth:`PlanDraft.to_plan` is the plan
+        ``apply_rule`` returns, :func:`plan_line` writes it without making the model.
         """
-        plans: list[tuple[str, Plan]] = []
-        queue = payments_to_apply(account)
+        plans: list[tuple[str, PlanDraft]] = []
+        figures = AccountFigures.of(account)  # once; then updated as plans are applied
+        queue = payments_to_apply(account, figures)
+        base = self._request_base
+        rule = self.rule
         for position, payment_id in enumerate(queue, start=1):
-            ledger = Ledger.model_construct(**fields, accounts=(account,))
-            plan = apply_rule(
-                ledger, self.rules, self.rule.name, payment_id=payment_id, as_of=run_date
-            )
+            payment = next(p for p in account.payments if p.id == payment_id)
+            request = payment_request(account, rule, payment, run_date, base, figures)
+            plan = allocate_draft(request)
             plans.append((payment_id, plan))
             if position < len(queue) and plan.blocked is None and not plan.is_empty:
                 account = apply_to_account(account, plan)  # the next payment sees its splits
+                figures = figures.with_splits(account, (s[1:5] for s in plan.splits))
         return plans
 
 
-def payments_to_apply(account: Account) -> list[str]:
+def payments_to_apply(account: Account, figures: AccountFigures | None = None) -> list[str]:
     """Payments the batch applies the rule to: not void, not refunds, with unallocated
-    credit; by payment date, then ledger order."""
-    figures = AccountFigures.of(account)
+    credit; by payment date, then ledger order (``figures``: the account's, if known)."""
+    if figures is None:
+        figures = AccountFigures.of(account)
     queue = [
         (payment.date, position, payment.id)
         for position, payment in enumerate(account.payments)
@@ -532,13 +546,13 @@ def _invalid_line(file: InputFile, line_no: int, raw: bytes, error: LedgerError)
     )
 
 
-def plan_line(account_id: str, line_no: int, payment_id: str, plan: Plan) -> bytes:
+def plan_line(account_id: str, line_no: int, payment_id: str, plan: Plan | PlanDraft) -> bytes:
     """One line of a plans file: account, input line number, payment, and the plan as
-    ``paysplit apply --json`` prints it (compact, serialised by pydantic in one call)."""
-    return (
-        f'{{"account":{_dumps(account_id)},"line":{line_no},'
-        f'"payment":{_dumps(payment_id)},"plan":{plan.model_dump_json()}}}\n'
-    ).encode()
+    ``paysplit apply --json`` prints it (compact, serialised by pydantic-core in one call;
+    a draft without making the model first, the same bytes)."""
+    body = plan.to_json() if isinstance(plan, PlanDraft) else plan.model_dump_json().encode()
+    head = f'{{"account":{_dumps(account_id)},"line":{line_no},"payment":{_dumps(payment_id)},'
+    return b"".join((head.encode(), b'"plan":', body, b"}\n"))
 
 
 _WORKERS: dict[BatchSpec, Worker] = {}
@@ -687,7 +701,7 @@ class _Output:
         os.replace(self.errors_tmp, self.out_dir / ERRORS_FILE)
         _fsync(self.summary_tmp)
         os.replace(self.summary_tmp, self.out_dir / SUMMARY_FILE)
-        _fsync_folder(self.out_dir)
+        sync_folder(self.out_dir)
         self.discard()
 
     def discard(self) -> None:
@@ -704,19 +718,6 @@ class _Output:
 def _fsync(path: Path) -> None:
     with open(path, "rb+") as stream:
         os.fsync(stream.fileno())
-
-
-def _fsync_folder(folder: Path) -> None:
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 # --- engines ---------------------------------------------------------------------------

@@ -16,8 +16,8 @@ then the static checks run (:mod:`paysplit.checks`). A plugin's failure is a
 
 from __future__ import annotations
 
-import difflib
 import hashlib
+import itertools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,11 +27,11 @@ from paysplit import source
 from paysplit.checks import ClauseNote, RuleNotes, warnings_for
 from paysplit.errors import Diagnostic, RuleFileError
 from paysplit.formatter import render_clause
-from paysplit.parser import parse_clauses, parse_file
+from paysplit.parser import MAX_ERRORS, parse_clauses, parse_file
 from paysplit.patterns import closest, leading_match, match
 from paysplit.plugin_manager import PhraseEntry, PluginSet
 from paysplit.policy import Guard
-from paysplit.resolver import Resolver, Site, build
+from paysplit.resolver import Resolver, Site, build, closest_form, with_left_out
 from paysplit.rule_compiler import RuleCompiler
 from paysplit.rules import CompiledClause, CompiledRule, Location, RuleSet, Settings
 from paysplit.syntax import PhraseClause, RuleDecl, SettingsDecl, Span
@@ -171,8 +171,8 @@ def _compile(
     def position(diagnostic: Diagnostic) -> tuple[int, int, int]:
         return (rank.get(diagnostic.file, len(rank)), diagnostic.line, diagnostic.column)
 
-    errors = sorted((e for unit in units for e in unit.site.errors), key=position)
-    warnings = sorted(_warnings(units), key=position)
+    errors = _capped(sorted((e for unit in units for e in unit.site.errors), key=position))
+    warnings = _capped(sorted(_warnings(units), key=position))
     if errors:
         return None, errors, warnings
     guards = [guard for guard, _ in merged.guards.values()]
@@ -191,6 +191,29 @@ def _compile(
         plugins=dict(plugins.versions),
     )
     return ruleset, errors, warnings
+
+
+def _capped(diagnostics: Sequence[Diagnostic]) -> list[Diagnostic]:
+    """At most :data:`~paysplit.parser.MAX_ERRORS` diagnostics per file (the first, in the
+    order given, a file's together), then one that says how many more there are: a 64 KB
+    file can hold thousands of the same mistake, and a reader fixes the first ones first."""
+    kept: list[Diagnostic] = []
+    for file, group in itertools.groupby(diagnostics, key=lambda d: d.file):
+        found = list(group)
+        kept += found[:MAX_ERRORS]
+        more = found[MAX_ERRORS:]
+        if more:
+            first = more[0]
+            noun = first.severity if len(more) == 1 else f"{first.severity}s"
+            message = (
+                f"... and {len(more)} more {noun} in this file (the first {MAX_ERRORS} are listed)"
+            )
+            kept.append(
+                Diagnostic(
+                    file, first.line, first.column, message, "fix these first", first.severity
+                )
+            )
+    return kept
 
 
 def _parse(path: str, text: str) -> _Unit:
@@ -316,18 +339,14 @@ def _unknown_setting(
             "enable the plugin, or remove the setting",
         )
         return
-    written = [w.text for w in clause.words.items]
-    best: tuple[float, str, str | None] | None = None
-    for form, plugin in forms:
-        head = " ".join(written[: len(form.split())])
-        score = difflib.SequenceMatcher(None, head, form).ratio()
-        if score >= 0.6 and (best is None or score > best[0]):
-            best = (score, f"{form} {' '.join(written[len(form.split()) :])}".strip(), plugin)
+    best = closest_form([w.text for w in clause.words.items], forms)
     hint = ""
     if best is not None:
-        origin = f" (from plugin {best[2]})" if best[2] else ""
-        hint = f'did you mean "{best[1]}"?{origin}'
-    site.error(f'unknown clause "{clause.text}"', clause.words.span, hint)
+        origin = f" (from plugin {best[1]})" if best[1] else ""
+        hint = f'did you mean "{best[0]}"?{origin}'
+    site.error(
+        f'unknown clause "{clause.text}"', clause.words.span, with_left_out(resolver.plugins, hint)
+    )
 
 
 def _core_setting(unit: _Unit, clause: PhraseClause, resolver: Resolver) -> None:

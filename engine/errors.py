@@ -106,6 +106,10 @@ class UsageError(PaysplitError):
     """A command-line argument or API argument that cannot be used."""
 
 
+class WriteError(PaysplitError):
+    """A file could not be written; the file that was there is unchanged."""
+
+
 class LedgerError(PaysplitError):
     """A ledger that cannot be loaded: every problem found, each with its path."""
 

@@ -9,6 +9,7 @@ nowhere, and neither do its splits nor the refunds that are themselves void.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from paysplit.ledger import Account, Charge, Installment, Payment, PaymentPlan
@@ -71,6 +72,45 @@ class AccountFigures:
         figures.split_total_by_payment = dict(by_payment)
         figures.adjustment_total_by_charge = dict(adjustments)
         figures.refunded_by_payment = dict(refunded)
+        return figures
+
+    def with_splits(
+        self, account: Account, splits: Iterable[tuple[str, str | None, str | None, Cents]]
+    ) -> AccountFigures:
+        """The figures of ``account``: this figures' account with ``splits`` (payment,
+        charge, installment, amount) appended at the end of its splits, and perhaps
+        credit annotations set; nothing else changed. Equal to ``AccountFigures.of(account)``
+        without reading the whole account again (``paysplit batch``, between payments).
+        """
+        figures = AccountFigures(
+            account=account,
+            charges=self.charges,
+            payments={p.id: p for p in account.payments},
+            installments=self.installments,
+            split_total_by_charge=dict(self.split_total_by_charge),
+            insurance_split_total_by_charge=dict(self.insurance_split_total_by_charge),
+            split_total_by_installment=dict(self.split_total_by_installment),
+            split_total_by_payment=dict(self.split_total_by_payment),
+            adjustment_total_by_charge=self.adjustment_total_by_charge,
+            refunded_by_payment=self.refunded_by_payment,
+            unattached_adjustments=self.unattached_adjustments,
+        )
+        payments = figures.payments
+        by_charge = figures.split_total_by_charge
+        insurance_by_charge = figures.insurance_split_total_by_charge
+        by_installment = figures.split_total_by_installment
+        by_payment = figures.split_total_by_payment
+        for payment_id, charge, installment, amount in splits:
+            payment = payments.get(payment_id)
+            if payment is None or payment.void:
+                continue
+            by_payment[payment_id] = by_payment.get(payment_id, 0) + amount
+            if charge is not None:
+                by_charge[charge] = by_charge.get(charge, 0) + amount
+                if payment.payer == "insurance":
+                    insurance_by_charge[charge] = insurance_by_charge.get(charge, 0) + amount
+            if installment is not None:
+                by_installment[installment] = by_installment.get(installment, 0) + amount
         return figures
 
     # -- charges -----------------------------------------------------------

@@ -2,7 +2,7 @@
 
 A ledger that loads (:mod:`paysplit.ledger_io` already checked its shape, ids
 and references) may still be inconsistent: a split of zero, a reversal larger
-than the split it reverses, refunds of more than a payment had. This module
+than the split it reverses, refunds of more than a payment's amount. This module
 finds those, each as a :class:`~paysplit.errors.Problem` with the JSON path of
 the record at fault. ``paysplit validate`` exits 1 when there are any, and
 tests call :func:`check_invariants` after every operation.
@@ -283,7 +283,15 @@ class _AccountInvariants:
                     )
 
     def payments(self, allow_negative_unallocated: bool) -> None:
-        """allocated + refunded + unallocated = amount; refunds never exceed what was left."""
+        """allocated + refunded + unallocated = amount; refunds never exceed the amount.
+
+        A refund is checked, when it is made, against what the payment then had unallocated;
+        an allocation made later may take the payment below zero when a setting allows it
+        (``negative unallocated warn|allow``). The ledger does not say in which order they
+        came, so the refunds are held only to the payment's amount (no refund can ever pass
+        that), and a negative unallocated amount, refunds or not, is the setting's business:
+        a problem only with ``allow_negative_unallocated=False``.
+        """
         figures = self.figures
         for index, payment in enumerate(self.account.payments):
             if payment.void or payment.type == "refund":
@@ -299,17 +307,19 @@ class _AccountInvariants:
                     f"{format_cents(refunded)} + unallocated {format_cents(unallocated)} "
                     f"is not its amount {format_cents(payment.amount)}",
                 )
-            if refunded > 0 and unallocated < 0:
-                had = max(0, payment.amount - allocated)
+            if refunded > payment.amount:
                 self.problem(
                     at,
-                    f"{payment.id} is refunded {format_cents(refunded)}, more than the "
-                    f"{format_cents(had)} it had unallocated",
+                    f"{payment.id} is refunded {format_cents(refunded)}, more than its amount "
+                    f"{format_cents(payment.amount)}",
                 )
             elif unallocated < 0 and not allow_negative_unallocated:
+                taken = f"{format_cents(allocated)} allocated"
+                if refunded:
+                    taken += f" and {format_cents(refunded)} refunded"
                 self.problem(
                     at,
-                    f"{payment.id} has {format_cents(allocated)} allocated, more than its amount "
+                    f"{payment.id} has {taken}, more than its amount "
                     f"{format_cents(payment.amount)} (unallocated {format_cents(unallocated)})",
                 )
 

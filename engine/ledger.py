@@ -40,9 +40,21 @@ def _no_extra(value: object) -> bool:
     return value is None
 
 
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+"""``YYYY-MM-DD`` in the digits 0-9 (``\\d`` would let other scripts' digits through)."""
 EXTRA_MAX_DEPTH = 32
 """How deeply an ``extra`` object may nest: deeper is a mistake, not practice data."""
+
+
+def parse_day(text: str) -> dt.date:
+    """A date written ``YYYY-MM-DD`` (a command-line option); ``ValueError`` otherwise.
+
+    Stricter than :meth:`datetime.date.fromisoformat`, which also reads ``20250101`` and
+    week dates: a date is written the one way a ledger writes it.
+    """
+    if not _DAY.fullmatch(text):
+        raise ValueError(f"{text!r} is not a date (write YYYY-MM-DD)")
+    return dt.date.fromisoformat(text)
 
 
 def _day(value: object) -> object:
@@ -102,6 +114,20 @@ def _extra_data(value: object) -> dict[str, Any]:
     return value if type(value) is dict else dict(value)
 
 
+def _text(value: object) -> object:
+    """Refuse a JSON number where text is expected, as pydantic refuses ``15``.
+
+    The JSON reader hands ``1.5`` (and a number of thousands of digits) over as a
+    :class:`~paysplit.money.JsonNumber`, which is a ``str`` so that amounts keep their exact
+    text; without this check ``{"id": 1.5}`` would load as the id ``"1.5"``.
+    """
+    if isinstance(value, JsonNumber):
+        raise PydanticCustomError("string_type", "Input should be a valid string")
+    return value
+
+
+Text = Annotated[str, BeforeValidator(_text)]
+"""A text field: a JSON string, never a JSON number (``15`` and ``1.5`` alike are refused)."""
 Day = Annotated[dt.date, BeforeValidator(_day)]
 """A calendar date written ``YYYY-MM-DD``."""
 Moment = Annotated[NaiveDatetime, BeforeValidator(_moment)]
@@ -120,142 +146,142 @@ class Record(BaseModel):
 
 
 class Practice(Record):
-    name: str
-    currency: str
+    name: Text
+    currency: Text
     as_of: Day | None = None
     """The ledger's own run date; None means today (resolved by the caller)."""
 
 
 class Provider(Record):
-    id: str
-    name: str = ""
+    id: Text
+    name: Text = ""
 
 
 class Office(Record):
-    id: str
-    name: str = ""
+    id: Text
+    name: Text = ""
 
 
 class Patient(Record):
-    id: str
-    name: str = ""
-    guarantor: str | None = None
+    id: Text
+    name: Text = ""
+    guarantor: Text | None = None
     """The patient (same account) this patient is a dependent of."""
 
 
 class Appointment(Record):
-    id: str
-    patient: str
-    provider: str | None = None
-    office: str | None = None
+    id: Text
+    patient: Text
+    provider: Text | None = None
+    office: Text | None = None
     start: Moment | None = None
 
 
 class Charge(Record):
     """Production: a procedure, a debit (fee) or a positive adjustment."""
 
-    id: str
-    patient: str
-    provider: str
-    office: str | None = None
-    appointment: str | None = None
+    id: Text
+    patient: Text
+    provider: Text
+    office: Text | None = None
+    appointment: Text | None = None
     date: Day
-    code: str = ""
-    kind: str = "procedure"
+    code: Text = ""
+    kind: Text = "procedure"
     amount: Amount
-    status: str
+    status: Text
     insurance_estimate: Amount = 0
 
 
 class Adjustment(Record):
     """Attached to a charge (any sign), or unattached and negative (an account credit)."""
 
-    id: str
-    patient: str
-    provider: str | None = None
-    office: str | None = None
+    id: Text
+    patient: Text
+    provider: Text | None = None
+    office: Text | None = None
     date: Day | None = None
     amount: Amount
-    charge: str | None = None
-    memo: str = ""
+    charge: Text | None = None
+    memo: Text = ""
 
 
 class CreditNote(Record):
     """The credit annotation a leftover action sets on a payment (004)."""
 
     due_to: Payer
-    memo: str = "Account credit"
-    provider: str | None = None
-    office: str | None = None
+    memo: Text = "Account credit"
+    provider: Text | None = None
+    office: Text | None = None
 
 
 class Payment(Record):
     """Money in (type ``payment``) or out (type ``refund``, negative amount)."""
 
-    id: str
-    patient: str
+    id: Text
+    patient: Text
     payer: Payer
-    provider: str | None = None
-    office: str | None = None
+    provider: Text | None = None
+    office: Text | None = None
     date: Day
-    method: str = ""
+    method: Text = ""
     type: PaymentType
     amount: Amount
-    unearned_type: str | None = None
+    unearned_type: Text | None = None
     """None means the rules' ``default unearned type``, else ``prepayment``."""
-    appointment: str | None = None
-    memo: str = ""
+    appointment: Text | None = None
+    memo: Text = ""
     void: StrictBool = False
-    refunds: str | None = None
+    refunds: Text | None = None
     credit: CreditNote | None = None
 
 
 class Installment(Record):
-    id: str
+    id: Text
     due: Day
     amount: Amount
 
 
 class PaymentPlan(Record):
-    id: str
-    patient: str
-    charges: tuple[str, ...] = ()
+    id: Text
+    patient: Text
+    charges: tuple[Text, ...] = ()
     installments: tuple[Installment, ...] = ()
 
 
 class Split(Record):
     """Part of one payment moved to one charge (optionally via an installment)."""
 
-    id: str
-    payment: str
-    charge: str | None = None
-    installment: str | None = None
+    id: Text
+    payment: Text
+    charge: Text | None = None
+    installment: Text | None = None
     amount: Amount
     date: Day | None = None
-    transfer: str | None = None
-    reverses: str | None = None
-    rule: str | None = None
+    transfer: Text | None = None
+    reverses: Text | None = None
+    rule: Text | None = None
 
 
 class HistoryEntry(Record):
     """One applied plan, appended by paysplit and never rewritten."""
 
-    operation: str
-    rule: str | None = None
-    rules_digest: str | None = None
-    plugins: dict[str, str] = Field(default_factory=dict)
-    applied_at: str
-    splits: tuple[str, ...] = ()
-    payments: tuple[str, ...] = ()
-    voids: tuple[str, ...] = ()
-    charges: tuple[str, ...] = ()
-    credits: tuple[str, ...] = ()
+    operation: Text
+    rule: Text | None = None
+    rules_digest: Text | None = None
+    plugins: dict[str, Text] = Field(default_factory=dict)
+    applied_at: Text
+    splits: tuple[Text, ...] = ()
+    payments: tuple[Text, ...] = ()
+    voids: tuple[Text, ...] = ()
+    charges: tuple[Text, ...] = ()
+    credits: tuple[Text, ...] = ()
 
 
 class Account(Record):
     """A family or guarantor account: allocation never crosses one."""
 
-    id: str
+    id: Text
     patients: tuple[Patient, ...]
     appointments: tuple[Appointment, ...] = ()
     charges: tuple[Charge, ...] = ()

@@ -37,7 +37,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import re
 import socket
 import sys
 import time
@@ -45,6 +44,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from paysplit.atomic import temporary_pattern
 from paysplit.errors import PaysplitError, UsageError
 
 try:
@@ -254,9 +254,6 @@ def _write_holder(descriptor: int, argv: Sequence[str] | None) -> None:
         os.pwrite(descriptor, data, 0)
 
 
-_TEMPORARY = r"\.{name}\.(\d+)\.[0-9a-f]{{8}}\.tmp"
-
-
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
@@ -271,7 +268,7 @@ def _alive(pid: int) -> bool:
 
 def sweep_temporaries(real: Path) -> list[Path]:
     """Remove the temporary files a killed writer of ``real`` left (its process is gone)."""
-    pattern = re.compile(_TEMPORARY.format(name=re.escape(real.name)))
+    pattern = temporary_pattern(real.name)
     removed: list[Path] = []
     try:
         names = os.listdir(real.parent)

@@ -22,10 +22,12 @@ Cents: TypeAlias = int
 MAX_CENTS: Cents = 100_000_000_000_000
 """Amounts are refused from one trillion upwards: no practice posts that, a typo does."""
 
-_PLAIN = re.compile(r"-?\d+(?:\.\d+)?")
-_SIMPLE = re.compile(r"(-?)(\d{1,15})(?:\.(\d\d?))?")
+# Digits are [0-9], never \d: \d also matches Arabic-Indic, full-width and every other
+# script's digits, which int() and Decimal() would then read as an amount.
+_PLAIN = re.compile(r"-?[0-9]+(?:\.[0-9]+)?")
+_SIMPLE = re.compile(r"(-?)([0-9]{1,15})(?:\.([0-9][0-9]?))?")
 """The usual shape of a ledger amount, read without Decimal (200k-account batches)."""
-_EXPONENT = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)[eE][+-]?\d+")
+_EXPONENT = re.compile(r"-?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)[eE][+-]?[0-9]+")
 
 
 class JsonNumber(str):
@@ -78,6 +80,8 @@ def parse_amount(value: object) -> Cents:
         cents = _decimal_to_cents(value, str(value))
     elif isinstance(value, str):
         cents = _text_to_cents(value)
+    elif value is None:
+        raise MoneyError('null is not an amount; write an amount such as "12.50"')
     else:
         raise MoneyError(f"{type(value).__name__} value is not an amount")
     if abs(cents) >= MAX_CENTS:
@@ -114,6 +118,10 @@ def _text_to_cents(text: str) -> Cents:
         )
     if not raw:
         raise MoneyError("an empty text is not an amount")
+    if any(c.isdigit() and not c.isascii() for c in raw):
+        raise MoneyError(
+            f"{_shown(text)!r} is written with digits other than 0-9; write it like 12.50"
+        )
     raise MoneyError(f"{_shown(text)!r} is not an amount (write it like 12.50)")
 
 

@@ -46,9 +46,11 @@ __all__ = [
     "apply_rule",
     "charge_from_json",
     "payment_from_json",
+    "payment_request",
     "post_charge",
     "post_payment",
     "refund",
+    "request_base",
     "unallocate",
     "void",
 ]
@@ -140,7 +142,9 @@ def _check_references(ledger: Ledger, account: Account, record: Charge | Payment
         )
 
 
-def _request_base(rules: RuleSet | None) -> dict[str, Any]:
+def request_base(rules: RuleSet | None) -> dict[str, Any]:
+    """What every rule request of these rules carries: settings guards, opt-in kinds and
+    the default unearned type (computed once by callers that make many requests)."""
     if rules is None:
         return {"default_unearned_type": "prepayment"}
     return {
@@ -291,9 +295,37 @@ def apply_rule(
         payment=payment,
         charge_ids=selection,
         reserved_ids=_reserved(ledger),
-        **_request_base(rules),
+        **request_base(rules),
     )
     return allocate(request)
+
+
+def payment_request(
+    account: Account,
+    rule: CompiledRule,
+    payment: Payment,
+    run_date: dt.date,
+    base: Mapping[str, Any],
+    figures: AccountFigures | None = None,
+) -> RuleRequest:
+    """The request :func:`apply_rule` makes for ``payment_id`` (no ``charge_ids``) on a
+    ledger that holds only ``account``; ``base`` is :func:`request_base` of the rules,
+    ``figures`` the account's figures if the caller has them. The payment must be
+    usable (not void, not a refund), as ``apply_rule`` checks.
+
+    (``apply_rule`` reserves the split ids of the whole ledger; for a ledger of one
+    account they are the account's own, which new ids never reuse anyway.)
+    """
+    return RuleRequest(
+        account=account,
+        rule=rule,
+        run_date=run_date,
+        operation="apply",
+        payment=payment,
+        charge_ids=None,
+        figures=figures,
+        **base,
+    )
 
 
 def _selection(account: Account, charge_ids: Sequence[str] | None) -> tuple[str, ...] | None:
@@ -335,7 +367,7 @@ def _post_and_run(
         charge_ids=_selection(account, charge_ids),
         new_payments=frozenset({payment.id}),
         reserved_ids=_reserved(posted),
-        **_request_base(rules),
+        **request_base(rules),
     )
     plan = allocate(request)
     unallocated = dict(plan.unallocated)
@@ -372,7 +404,7 @@ def post_charge(ledger: Ledger, rules: RuleSet | None, charge: Charge) -> Plan:
             operation="post-charge",
             charge=charge,
             reserved_ids=frozenset(reserved),
-            **_request_base(rules),
+            **request_base(rules),
         )
         part = allocate(request)
         names.append(rule.name)
@@ -437,7 +469,7 @@ def allocate_manual(
         kind, target = "appointment", appointment_id
         if not any(a.id == appointment_id for a in account.appointments):
             raise UsageError(f"{appointment_id} is not an appointment of account {account.id}")
-    base = _request_base(rules)
+    base = request_base(rules)
     base.pop("opt_in_kinds", None)
     request = ManualRequest(
         account=account,

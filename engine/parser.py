@@ -260,6 +260,8 @@ def _unexpected_character(error: UnexpectedCharacters, text: str) -> SyntaxProbl
     hint = ""
     if char.isalpha():
         hint = 'words are written with the letters a-z, digits, "_" and "-"'
+    elif char.isdigit():  # another script's digit (0-9 never gets here)
+        hint = "numbers, amounts and dates are written with the digits 0-9"
     elif char == ".":
         hint = "fields are written payment.NAME or charge.NAME; amounts like 12.50"
     return SyntaxProblem(line, column, f"unexpected character {shown}", hint)

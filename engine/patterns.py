@@ -317,7 +317,7 @@ def _typed(kind: str, word: Word, check_word: VocabularyCheck) -> ArgumentValue 
         if word.kind != "amount":
             return _expected(kind, word)
         if kind == "number":
-            if not re.fullmatch(r"-?\d+", word.text):
+            if not re.fullmatch(r"-?[0-9]+", word.text):
                 return _expected(kind, word)
             return int(word.text)
         try:
@@ -347,7 +347,9 @@ def _typed(kind: str, word: Word, check_word: VocabularyCheck) -> ArgumentValue 
         problem = check_word(VOCABULARY_TYPES[kind], word.text)
         return MatchProblem(*problem) if problem is not None else word.text
     # provider, office, patient: an id
-    if word.kind in ("word", "string") or (word.kind == "amount" and word.text.isdigit()):
+    if word.kind in ("word", "string") or (
+        word.kind == "amount" and word.text.isascii() and word.text.isdigit()
+    ):
         return word.value
     return _expected(kind, word)
 

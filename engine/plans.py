@@ -15,9 +15,10 @@ import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_json
 
 from paysplit.ledger import Charge, Payment
-from paysplit.money import Amount, Cents
+from paysplit.money import Amount, Cents, format_cents
 
 
 def _is_none(value: object) -> bool:
@@ -147,3 +148,188 @@ class Plan(PlanPart):
     def dumps(self) -> str:
         """The plan as one JSON text (stable: same plan, same bytes)."""
         return json.dumps(self.to_json(), indent=2, ensure_ascii=False)
+
+
+# --- the plan as the allocation core builds it --------------------------------------
+SplitRow = tuple[str, str, str, str | None, Cents, str | None, str]
+"""A split being made: (id, payment, charge, installment, amount, transfer, unearned type).
+
+The unearned type is the one the transfer (when there is one) is booked from."""
+
+TraceRow = tuple[str | None, str, bool, Cents, str, str | None]
+"""A trace entry being made: (source, target, used, amount, reason, clause)."""
+
+
+class PlanDraft:
+    """A plan as the allocation core makes it: rows of plain tuples, no model yet.
+
+    The core records every split and trace entry as a tuple (a pydantic model per
+    charge considered would cost more than deciding); the :class:`Plan` is made
+    from it once, at the edge: :meth:`to_plan` for callers that want the model,
+    :meth:`to_json` for callers that only write it (``paysplit batch``). Both say
+    the same thing: ``draft.to_json() == draft.to_plan().model_dump_json().encode()``,
+    byte for byte (``tests/test_plan_draft.py``).
+    """
+
+    __slots__ = (
+        "blocked",
+        "credits",
+        "date",
+        "operation",
+        "rule",
+        "splits",
+        "trace",
+        "unallocated",
+        "warnings",
+    )
+
+    def __init__(
+        self,
+        *,
+        operation: str,
+        rule: str | None,
+        blocked: BlockedReason | None,
+        splits: list[SplitRow],
+        credits: tuple[PlannedCredit, ...],
+        unallocated: dict[str, Cents],
+        warnings: tuple[PlanWarning, ...],
+        trace: list[TraceRow],
+        date: dt.date,
+    ) -> None:
+        self.operation = operation
+        self.rule = rule
+        self.blocked = blocked
+        self.splits = splits
+        """Empty when blocked (a blocked plan makes no split and no transfer)."""
+        self.credits = credits
+        self.unallocated = unallocated
+        self.warnings = warnings
+        self.trace = trace
+        self.date = date
+
+    @property
+    def is_empty(self) -> bool:
+        """True when applying the plan would change nothing (as :attr:`Plan.is_empty`)."""
+        return not (self.splits or self.credits)
+
+    def to_plan(self) -> Plan:
+        """The plan model (validated, as every plan is)."""
+        rule = self.rule
+        splits = tuple(
+            PlannedSplit(
+                id=split_id,
+                payment=payment,
+                charge=charge,
+                installment=installment,
+                amount=amount,
+                transfer=transfer,
+                rule=rule,
+            )
+            for split_id, payment, charge, installment, amount, transfer, _ in self.splits
+        )
+        transfers = tuple(
+            Transfer(
+                id=transfer,
+                from_payment=payment,
+                unearned_type=unearned_type,
+                legs=(
+                    TransferLeg(target=None, amount=-amount),
+                    TransferLeg(target=installment or charge, amount=amount),
+                ),
+            )
+            for _, payment, charge, installment, amount, transfer, unearned_type in self.splits
+            if transfer is not None
+        )
+        trace = tuple(
+            TraceEntry(
+                source=source, target=target, used=used, amount=amount, reason=reason, clause=clause
+            )
+            for source, target, used, amount, reason, clause in self.trace
+        )
+        return Plan(
+            operation=self.operation,
+            rule=rule,
+            blocked=self.blocked,
+            splits=splits,
+            credits=self.credits,
+            unallocated=self.unallocated,
+            warnings=self.warnings,
+            trace=trace,
+            transfers=transfers,
+            date=self.date,
+        )
+
+    def to_json(self) -> bytes:
+        """The plan's compact JSON, exactly the bytes of ``to_plan().model_dump_json()``.
+
+        Built as plain dicts in the models' field order and serialised by
+        pydantic-core in one call (the same serialiser, the same escaping).
+        """
+        money = format_cents
+        splits: list[dict[str, Any]] = []
+        transfers: list[dict[str, Any]] = []
+        for split_id, payment, charge, installment, amount, transfer, unearned_type in self.splits:
+            shown = money(amount)
+            splits.append(
+                {
+                    "id": split_id,
+                    "payment": payment,
+                    "charge": charge,
+                    "installment": installment,
+                    "amount": shown,
+                    "transfer": transfer,
+                }
+            )
+            if transfer is not None:
+                transfers.append(
+                    {
+                        "id": transfer,
+                        "from_payment": payment,
+                        "unearned_type": unearned_type,
+                        "legs": [
+                            {"target": None, "amount": money(-amount)},
+                            {"target": installment or charge, "amount": shown},
+                        ],
+                    }
+                )
+        trace: list[dict[str, Any]] = []
+        append = trace.append
+        for source, target, used, amount, reason, clause in self.trace:
+            if source is None:
+                append(
+                    {
+                        "target": target,
+                        "used": used,
+                        "amount": "0.00" if amount == 0 else money(amount),
+                        "reason": reason,
+                        "clause": clause,
+                    }
+                )
+            else:
+                append(
+                    {
+                        "source": source,
+                        "target": target,
+                        "used": used,
+                        "amount": "0.00" if amount == 0 else money(amount),
+                        "reason": reason,
+                        "clause": clause,
+                    }
+                )
+        document = {
+            "operation": self.operation,
+            "rule": self.rule,
+            "preview": False,
+            "blocked": self.blocked,
+            "splits": splits,
+            "credits": self.credits,
+            "payments": [],
+            "voids": [],
+            "unallocated": {key: money(value) for key, value in self.unallocated.items()},
+            "warnings": self.warnings,
+            "trace": trace,
+            "transfers": transfers,
+            "charges": [],
+            "date": self.date,
+        }
+        return to_json(document)

@@ -235,6 +235,12 @@ class PluginSet:
     def info(self, name: str) -> PluginInfo | None:
         return next((p for p in self.plugins if p.name == name), None)
 
+    @property
+    def not_allowed(self) -> tuple[str, ...]:
+        """Installed plugins that ``PAYSPLIT_PLUGINS`` leaves out. They are never imported, so
+        what they declare is unknown: an unknown phrase or word may be theirs."""
+        return tuple(p.name for p in self.plugins if p.status == "not allowed")
+
     def word_origin(self, category: VocabularyCategory, word: str) -> str | None:
         """The loaded plugin that declared a status, kind or unearned type."""
         return self._origins.get((category, word))

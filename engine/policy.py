@@ -200,6 +200,15 @@ class Distribution(Clause):
 class Guard(Clause):
     """A check of a whole operation, of each proposed split, or of the outcome."""
 
+    speaks_only_beyond_limits: bool = False
+    """Optional declaration (default False): True promises that :meth:`check_split`
+    returns None for every split whose ``amount`` is at most both its ``credit_left``
+    and its ``target.allocatable``, so the guard speaks only about over-allocating a
+    payment or over-paying a target. A rule's automatic splits (and the probes the
+    core makes for the trace) never exceed either, so the core does not call such a
+    guard's ``check_split`` for them; manual allocation always calls it. Leave it
+    False unless that holds for every split."""
+
     def check_operation(self, operation: Operation) -> str | None:
         """None to go ahead; otherwise the reason the operation is blocked (exit 3)."""
         return None

@@ -63,6 +63,20 @@ NAMESPACE_NOUN: dict[Namespace, str] = {
 }
 
 
+def with_left_out(plugins: PluginSet, hint: str) -> str:
+    """``hint`` for something unknown, plus the plugins ``PAYSPLIT_PLUGINS`` leaves out: they
+    are never imported, so whether it is theirs cannot be known, only that it may be."""
+    names = plugins.not_allowed
+    if not names:
+        return hint
+    shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "")
+    note = (
+        f"it may come from a plugin that PAYSPLIT_PLUGINS does not allow ({shown}); "
+        "add that plugin to PAYSPLIT_PLUGINS"
+    )
+    return f"{hint}; or {note}" if hint else note
+
+
 def vocabulary_check(plugins: PluginSet) -> VocabularyCheck:
     """Checks a status, kind or unearned type against the loaded vocabulary."""
 
@@ -80,9 +94,9 @@ def vocabulary_check(plugins: PluginSet) -> VocabularyCheck:
             )
         close = closest(word, list(words))
         if close is not None:
-            return f'unknown {noun} "{word}"', f"did you mean {close}?"
+            return f'unknown {noun} "{word}"', with_left_out(plugins, f"did you mean {close}?")
         known = ", ".join(sorted(words)) or "(none: no loaded plugin declares any)"
-        return f'unknown {noun} "{word}"', f"known {plural}: {known}"
+        return f'unknown {noun} "{word}"', with_left_out(plugins, f"known {plural}: {known}")
 
     return check
 
@@ -191,7 +205,7 @@ class Resolver:
         if elsewhere is not None:
             site.error(elsewhere, words.span)
             return
-        hint = self.suggestion(namespace, words, extra_forms)
+        hint = with_left_out(self.plugins, self.suggestion(namespace, words, extra_forms))
         site.error(f'unknown {NAMESPACE_NOUN[namespace]} "{words.text}"', words.span, hint)
 
     def elsewhere(self, namespace: Namespace, words: Words) -> str | None:
@@ -230,20 +244,44 @@ class Resolver:
                     (f"{KEYWORD[other]} {e.pattern.head}", e.plugin)
                     for e in self.plugins.in_namespace(other)
                 ]
-        written = [w.text for w in words.items]
-        best: tuple[float, str, str | None] | None = None
-        for form, plugin in forms:
-            size = len(form.split())
-            head = " ".join(written[:size])
-            score = difflib.SequenceMatcher(None, head, form).ratio()
-            if score >= 0.6 and (best is None or score > best[0]):
-                rest = " ".join(written[size:])
-                best = (score, f"{form} {rest}".strip(), plugin)
+        best = closest_form([w.text for w in words.items], forms)
         if best is None:
             return ""
-        origin = f" (from plugin {best[2]})" if best[2] else ""
-        shown = f"{KEYWORD[namespace]} {best[1]}".strip()
+        origin = f" (from plugin {best[1]})" if best[1] else ""
+        shown = f"{KEYWORD[namespace]} {best[0]}".strip()
         return f'did you mean "{shown}"?{origin}'
+
+
+MAX_SUGGESTED = 64
+"""Words written longer than this (in the part compared with a phrase) get no suggestion:
+no phrase is that long, and comparing a 64 KB word with every phrase took seconds."""
+
+
+def closest_form(
+    written: Sequence[str], forms: Sequence[tuple[str, str | None]]
+) -> tuple[str, str | None] | None:
+    """The form (a phrase's fixed words) closest to the words written, at least 60% alike,
+    completed with the words written after it, and the plugin it comes from; or None.
+
+    Each form is compared with as many words as it has. difflib's cheap upper bounds come
+    first (as in ``get_close_matches``), so a form that cannot reach the best score costs
+    nothing; the result is the one the full comparison gives.
+    """
+    best: tuple[float, str, str | None] | None = None
+    matcher = difflib.SequenceMatcher()
+    for form, plugin in forms:
+        size = len(form.split())
+        head = " ".join(written[:size])
+        if len(head) > MAX_SUGGESTED:
+            continue
+        matcher.set_seqs(head, form)
+        floor = 0.6 if best is None else best[0]
+        if matcher.real_quick_ratio() < floor or matcher.quick_ratio() < floor:
+            continue
+        score = matcher.ratio()
+        if score >= 0.6 and (best is None or score > best[0]):
+            best = (score, f"{form} {' '.join(written[size:])}".strip(), plugin)
+    return None if best is None else (best[1], best[2])
 
 
 def build(entry: PhraseEntry, values: dict[str, ArgumentValue], text: str) -> Clause:

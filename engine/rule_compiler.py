@@ -42,7 +42,7 @@ from paysplit.policy import (
     Target,
     Targets,
 )
-from paysplit.resolver import Resolver, Site
+from paysplit.resolver import Resolver, Site, with_left_out
 from paysplit.rules import CORE, CompiledClause, CompiledRule, Location, Trigger
 from paysplit.syntax import Clause as Node
 from paysplit.syntax import KeywordClause, OrderClause, PhraseClause, RuleDecl, Span, WhereClause
@@ -409,7 +409,7 @@ class RuleCompiler:
                 )
             else:
                 hint = "known modes: " + (", ".join(self.plugins.modes) or "(none loaded)")
-            site.error(f'unknown mode "{name}"', words.span, hint)
+            site.error(f'unknown mode "{name}"', words.span, with_left_out(self.plugins, hint))
             return
         if context.depth >= MAX_MODE_DEPTH:
             site.error(

@@ -259,7 +259,7 @@ class _Reader(ScenarioText):
     def date(self, value: Any, what: str, mark: Mark) -> dt.date:
         if _is_text(value):
             try:
-                if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+                if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value.strip()):
                     return dt.date.fromisoformat(value.strip())
             except ValueError:
                 pass

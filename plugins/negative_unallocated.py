@@ -25,6 +25,9 @@ _MODES: dict[str, Mode] = {"block": "block", "warn": "warn", "allow": "allow"}
 class NegativeUnallocated(Guard):
     mode: Mode
 
+    speaks_only_beyond_limits = True
+    """It refuses or warns only above the limits (see :class:`paysplit.policy.Guard`)."""
+
     def check_split(self, split: ProposedSplit) -> Verdict | None:
         if self.mode == "allow" or split.amount <= split.credit_left:
             return None

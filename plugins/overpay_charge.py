@@ -23,6 +23,9 @@ _MODES: dict[str, Mode] = {"block": "block", "warn": "warn", "allow": "allow"}
 class OverpayCharge(Guard):
     mode: Mode
 
+    speaks_only_beyond_limits = True
+    """It refuses or warns only above the limits (see :class:`paysplit.policy.Guard`)."""
+
     def check_split(self, split: ProposedSplit) -> Verdict | None:
         allowed = split.target.allocatable
         if self.mode == "allow" or split.amount <= allowed:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from paysplit import batch, plugin_manager
+from paysplit.allocation import RuleRequest
 from paysplit.apply import apply_plan
 from paysplit.batch import BatchSpec, plan_chunks, resolve_inputs, run_batch, scan_lines
 from paysplit.cli import cli, main
@@ -308,17 +309,17 @@ def test_an_account_a_plugin_fails_on_is_reported_whole_and_the_run_goes_on(
         for line in before
         if sum(1 for other in before if other["account"] == line["account"]) > 1
     )
-    real = batch.apply_rule
+    real = batch.allocate_draft
     calls: dict[str, int] = {}
 
-    def second_payment_fails(ledger: Ledger, *args: Any, **kwargs: Any) -> Any:
-        account = ledger.accounts[0].id
+    def second_payment_fails(request: RuleRequest) -> Any:
+        account = request.account.id
         calls[account] = calls.get(account, 0) + 1
         if account == victim and calls[account] == 2:
             raise PluginError("paysplit.example", "clause 'x' failed in skip_reason: boom")
-        return real(ledger, *args, **kwargs)
+        return real(request)
 
-    monkeypatch.setattr(batch, "apply_rule", second_payment_fails)
+    monkeypatch.setattr(batch, "allocate_draft", second_payment_fails)
     summary = run_batch(spec(rules_file), [str(ledger_path)], tmp_path / "out")
 
     after = read_lines(tmp_path / "out" / "p.plans.jsonl")

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -185,6 +189,61 @@ def test_fmt_leaves_a_file_with_errors_alone(
     code, _, err = run(capsys, "fmt", str(broken))
     assert code == 2 and "broken.rules:1:14: error" in err
     assert broken.read_text() == "rule r: where\n"
+
+
+MESSY = "rule r: match provider, oldest first  # why\n"
+TIDY = "rule r:  # why\n    oldest first\n    match provider\n"
+
+
+def test_fmt_writes_atomically_like_the_ledger_writer(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A temporary file in the same folder, fsynced, renamed over the file (keeping its
+    mode), then the folder fsynced; through a symbolic link, the file it names."""
+    real = tmp_path / "real.rules"
+    real.write_text(MESSY)
+    real.chmod(0o640)
+    link = tmp_path / "link.rules"
+    link.symlink_to(real)
+    events: list[str] = []
+    fsync, replace = os.fsync, os.replace
+
+    def spy_fsync(fd: int) -> None:
+        events.append("fsync folder" if os.path.isdir(f"/proc/self/fd/{fd}") else "fsync file")
+        fsync(fd)
+
+    def spy_replace(source: Any, target: Any) -> None:
+        assert Path(source).parent == tmp_path and Path(source).name.startswith(".real.rules.")
+        events.append(f"rename over {Path(target).name}")
+        replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", spy_fsync)
+    monkeypatch.setattr(os, "replace", spy_replace)
+    code, out, _ = run(capsys, "fmt", str(link))
+    assert code == 0 and f"reformatted {link}" in out
+    assert events == ["fsync file", "rename over real.rules", "fsync folder"]
+    assert link.is_symlink() and real.read_text() == TIDY
+    assert stat.S_IMODE(real.stat().st_mode) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.rules", "real.rules"]
+
+
+def test_fmt_that_cannot_write_leaves_the_file_whole(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    messy = tmp_path / "messy.rules"
+    messy.write_text(MESSY)
+
+    def disk_full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    code, _, err = run(capsys, "fmt", str(messy))
+    assert code == 2
+    assert err == (
+        f"error: cannot write {messy}: No space left on device; the old file is unchanged\n"
+    )
+    assert messy.read_text() == MESSY
+    assert [p.name for p in tmp_path.iterdir()] == ["messy.rules"]
 
 
 # --- plugins ----------------------------------------------------------------------------

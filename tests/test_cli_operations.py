@@ -23,10 +23,19 @@ from alloc_support import (
     split,
 )
 
+from paysplit.apply import apply_plan, history_entry, record_history
 from paysplit.cli import main
 from paysplit.cli import operations as verbs
 from paysplit.core_clauses import OldestFirst
-from paysplit.ledger import Ledger
+from paysplit.ledger import Account, Ledger
+from paysplit.ledger_io import (
+    dump_jsonl_line,
+    dump_ledger,
+    load_jsonl_ledger,
+    write_jsonl,
+    write_ledger,
+)
+from paysplit.operations import void as voiding
 from paysplit.rules import RuleSet
 
 DUE = rule(
@@ -399,6 +408,18 @@ def test_post_charge_adds_the_charge(setup: dict[str, Any], capsys: Any) -> None
             ["apply", "--payment", "PAY1", "--as-of", "soon", "--rules", "a.rules"],
             "error: --as-of: 'soon' is not a date",
         ),
+        (
+            ["apply", "--payment", "PAY1", "--as-of", "٢٠٢٥-٠٣-٠١", "--rules", "a.rules"],
+            "error: --as-of: '٢٠٢٥-٠٣-٠١' is not a date (write YYYY-MM-DD)\n",
+        ),
+        (
+            ["apply", "--payment", "PAY1", "--as-of", "20250301", "--rules", "a.rules"],
+            "error: --as-of: '20250301' is not a date (write YYYY-MM-DD)\n",
+        ),
+        (
+            ["allocate", "--payment", "PAY1", "--charge", "C1", "--amount", "١٠"],
+            "error: --amount: '١٠' is written with digits other than 0-9; write it like 12.50\n",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_clear_message(
@@ -410,6 +431,89 @@ def test_bad_input_exits_2_with_one_clear_message(
     assert message in err
     assert "Traceback" not in err
     assert read(setup["ledger"]) == BOOK
+
+
+# --- the format written: JSON Lines stays JSON Lines ------------------------------------
+TWO_ACCOUNTS = BOOK.model_copy(
+    update={
+        "accounts": (
+            *BOOK.accounts,
+            Account.model_validate({"id": "ZZ", "patients": [{"id": "P9"}]}),
+        )
+    }
+)
+
+
+def _voided(book: Ledger) -> Ledger:
+    """``book`` as ``void --payment PAY2`` writes it (the void and its history entry)."""
+    plan = voiding(book, "PAY2", None)
+    return record_history(apply_plan(book, plan), history_entry(plan, None))
+
+
+def test_in_place_writes_a_json_lines_ledger_back_as_json_lines(
+    setup: dict[str, Any], capsys: Any
+) -> None:
+    path = setup["tmp"] / "book.jsonl"
+    write_jsonl(TWO_ACCOUNTS.header(), TWO_ACCOUNTS.accounts, path)
+    argv = ["void", "--ledger", str(path), "--ledger-format", "jsonl", "--payment", "PAY2"]
+    assert main([*argv, "--in-place"]) == 0
+    expected = _voided(TWO_ACCOUNTS)
+    assert path.read_text() == "".join(
+        dump_jsonl_line(record) for record in (expected.header(), *expected.accounts)
+    )
+    assert [json.loads(line).get("id") for line in path.read_text().splitlines()] == [
+        None, "A1", "ZZ",
+    ]  # fmt: skip
+    assert load_jsonl_ledger(path) == expected
+
+
+@pytest.mark.parametrize(
+    ("read_as", "out_name", "written_as"),
+    [
+        ("json", "new.jsonl", "jsonl"),
+        ("json", "new.JSONL", "jsonl"),
+        ("json", "new", "json"),
+        ("jsonl", "new.json", "json"),
+        ("jsonl", "new.jsonl", "jsonl"),
+        ("jsonl", "new.ledger", "jsonl"),
+    ],
+)
+def test_out_writes_the_format_its_suffix_names_else_the_format_read(
+    setup: dict[str, Any], capsys: Any, read_as: str, out_name: str, written_as: str
+) -> None:
+    path = setup["tmp"] / f"book.{read_as}"
+    if read_as == "jsonl":
+        write_jsonl(TWO_ACCOUNTS.header(), TWO_ACCOUNTS.accounts, path)
+    else:
+        write_ledger(TWO_ACCOUNTS, path)
+    out = setup["tmp"] / out_name
+    argv = ["void", "--ledger", str(path), "--ledger-format", read_as, "--payment", "PAY2"]
+    assert main([*argv, "--out", str(out)]) == 0
+    expected = _voided(TWO_ACCOUNTS)
+    if written_as == "jsonl":
+        assert out.read_text().count("\n") == 3
+        assert load_jsonl_ledger(out) == expected
+    else:
+        assert out.read_text() == dump_ledger(expected)
+
+
+def test_in_place_over_a_format_only_a_plugin_reads_is_refused_before_anything(
+    setup: dict[str, Any], capsys: Any
+) -> None:
+    export = setup["tmp"] / "export.csv"
+    export.write_text("not read\n")
+    argv = ["void", "--ledger", str(export), "--ledger-format", "dental-csv", "--payment", "P1"]
+    assert main([*argv, "--in-place", "--json"]) == 2
+    captured = capsys.readouterr()
+    message = (
+        '--in-place: paysplit writes only its own ledger formats (json, jsonl), not "dental-csv" '
+        "(a format a plugin reads); write the new ledger with --out PATH.json instead; nothing "
+        "was written"
+    )
+    assert json.loads(captured.out) == {"error": message}
+    assert captured.err == f"error: {message}\n"
+    assert export.read_text() == "not read\n"
+    assert sorted(p.name for p in setup["tmp"].iterdir()) == ["book.json", "export.csv"]
 
 
 @pytest.mark.parametrize(

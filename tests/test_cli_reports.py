@@ -332,10 +332,11 @@ def test_aging_table(capsys: pytest.CaptureFixture[str]) -> None:
     ]  # fmt: skip
 
 
-def test_aging_bad_date(capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run(capsys, "aging", "--ledger", SMITH, "--as-of", "01/03/2025")
+@pytest.mark.parametrize("written", ["01/03/2025", "٢٠٢٥-٠٣-٠١", "2025-03-01T00:00:00"])
+def test_aging_bad_date(capsys: pytest.CaptureFixture[str], written: str) -> None:
+    code, _, err = run(capsys, "aging", "--ledger", SMITH, "--as-of", written)
     assert code == 2
-    assert "'01/03/2025' does not match the format '%Y-%m-%d'" in err
+    assert f"Invalid value for '--as-of': '{written}' is not a date (write YYYY-MM-DD)" in err
 
 
 # --------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -356,3 +357,82 @@ def test_a_mode_that_expands_into_itself_stops() -> None:
     (error,) = errors_of("rule r: mode loop\n", stock_set(**{"vendor.loop": Loop()}))
     assert (error.line, error.column) == (1, 9)
     assert "expands into modes more than 4 deep" in error.message
+
+
+# --- plugins left off PAYSPLIT_PLUGINS ----------------------------------------------------
+def test_an_unknown_phrase_names_the_plugins_the_allow_list_leaves_out() -> None:
+    """A plugin left off the allow-list is never imported, so whether a phrase is its own
+    cannot be known: the hint says it may be, naming the plugins left out."""
+    plugins = load(allowed=["paysplit.vocabulary", "paysplit.match"])
+    note = (
+        "it may come from a plugin that PAYSPLIT_PLUGINS does not allow "
+        "(paysplit.apply_automatically, paysplit.appointment_credit, paysplit.credit_due_to, "
+        "paysplit.cross_doctor, ...); add that plugin to PAYSPLIT_PLUGINS"
+    )
+    errors = errors_of(
+        "settings:\n    no cross-doctor\n"
+        "rule r: oldest first where status = colection, no cross-doctor, mode collection, "
+        "match provder\n",
+        plugins,
+    )
+    assert [(e.line, e.message, e.hint) for e in errors] == [
+        (2, 'unknown clause "no cross-doctor"', note),
+        (3, 'unknown status "colection"', f"did you mean collection?; or {note}"),
+        (3, 'unknown clause "no cross-doctor"', note),
+        (3, 'unknown mode "collection"', f"known modes: (none loaded); or {note}"),
+        (3, 'unknown clause "match provder"',
+         f'did you mean "match provider"? (from plugin paysplit.match); or {note}'),
+    ]  # fmt: skip
+    everything = errors_of("rule r: oldest first, match provder\n", load())
+    assert [e.hint for e in everything] == [
+        'did you mean "match provider"? (from plugin paysplit.match)'
+    ]
+
+
+# --- hostile sizes: at most 50 diagnostics per file, no suggestion for a huge word --------
+def test_errors_past_fifty_in_a_file_are_counted_not_listed(tmp_path: Path) -> None:
+    path = tmp_path / "many.rules"
+    path.write_text("".join(f"rule r{n}:\n    mach provider\n" for n in range(120)))
+    checked = check_files([path], load())
+    assert len(checked.errors) == 51
+    assert [(e.line, e.message) for e in checked.errors[48:]] == [
+        (98, 'unknown clause "mach provider"'),
+        (100, 'unknown clause "mach provider"'),
+        (102, "... and 70 more errors in this file (the first 50 are listed)"),
+    ]
+    assert checked.errors[-1].hint == "fix these first"
+    with pytest.raises(RuleFileError) as refused:
+        load_rules([path], load())
+    assert refused.value.diagnostics == checked.errors
+
+
+def test_each_file_has_its_own_fifty(tmp_path: Path) -> None:
+    paths = [tmp_path / "a.rules", tmp_path / "b.rules"]
+    for number, path in enumerate(paths):
+        path.write_text(
+            "".join(f"rule {path.stem}{n}:\n    mach provider\n" for n in range(51 + number))
+        )
+    with pytest.raises(RuleFileError) as refused:
+        load_rules(paths, load())
+    assert [(Path(d.file).name, d.message) for d in refused.value.diagnostics[49:52]] == [
+        ("a.rules", 'unknown clause "mach provider"'),
+        ("a.rules", "... and 1 more error in this file (the first 50 are listed)"),
+        ("b.rules", 'unknown clause "mach provider"'),
+    ]
+    assert refused.value.diagnostics[-1].message == (
+        "... and 2 more errors in this file (the first 50 are listed)"
+    )
+
+
+@pytest.mark.parametrize(
+    "clause", ["{word}", "match {word}", "from {word}", "to {word}", "leftover {word}"]
+)
+def test_a_huge_unknown_word_gets_no_suggestion_and_costs_nothing(clause: str) -> None:
+    word = "a" * 60_000
+    started = time.perf_counter()
+    (error,) = errors_of(f"rule r:\n    {clause.format(word=word)}\n", load())
+    assert time.perf_counter() - started < 1.0  # comparing it with every phrase took seconds
+    assert error.message.startswith("unknown ") and error.hint == ""
+    if clause in ("{word}", "match {word}"):  # the others cannot be settings at all
+        (setting,) = errors_of(f"settings:\n    {clause.format(word=word)}\n", load())
+        assert setting.hint == ""

@@ -53,7 +53,7 @@ KILL_ROUNDS = int(os.environ.get("PAYSPLIT_KILL_ROUNDS", "6"))
 DRIVER = textwrap.dedent(
     """
     import json, os, sys, time
-    config = json.loads(sys.argv[1])
+    config = json.loads(open(sys.argv[1]).read())
     from paysplit import ledger_io, locking
     from paysplit.cli import main
     import paysplit.compiler, paysplit.plugin_manager  # imported once, before forking
@@ -150,8 +150,11 @@ def _drive(
     }
     script = tmp_path / "driver.py"
     script.write_text(DRIVER)
+    # In a file, not on the command line: 200 rounds of commands exceed an argument's limit.
+    config_file = tmp_path / "driver.json"
+    config_file.write_text(json.dumps(config))
     done = subprocess.run(
-        [PYTHON, str(script), json.dumps(config)],
+        [PYTHON, str(script), str(config_file)],
         capture_output=True,
         text=True,
         env=_env(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +10,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from paysplit.cli import main
 from paysplit.errors import Problem
 from paysplit.figures import AccountFigures
 from paysplit.invariants import check_invariants
 from paysplit.ledger import Ledger
-from paysplit.ledger_io import ledger_from_document, load_ledger
+from paysplit.ledger_io import dump_ledger, ledger_from_document, load_ledger
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "ledgers"
 
@@ -208,16 +210,49 @@ def test_a_refund_pays_no_charge() -> None:
     ]
 
 
-def test_refunds_never_exceed_what_the_payment_had() -> None:
+def test_refunds_never_exceed_the_payment_amount() -> None:
+    book = ledger(
+        [payment("PAY1", "100.00"), refund("RF1", "-80.00", "PAY1"),
+         refund("RF2", "-40.00", "PAY1")],
+        [],
+    )  # fmt: skip
+    assert found(book) == [
+        ("accounts[0].payments[0]", "PAY1 is refunded 120.00, more than its amount 100.00")
+    ]
+
+
+def test_a_refunded_payment_over_allocated_is_the_settings_business() -> None:
+    # Refunded 30.00 while 100.00 was unallocated, then allocated 100.00 under
+    # ``negative unallocated warn|allow``: both steps were allowed, in that order.
     book = ledger(
         [payment("PAY1", "100.00"), refund("RF1", "-30.00", "PAY1"),
          refund("RF2", "-20.00", "PAY1")],
-        [split("S1", "PAY1", "60.00")],
+        [split("S1", "PAY1", "60.00"), split("S2", "PAY1", "40.00", charge="C2")],
     )  # fmt: skip
-    assert found(book) == [
+    assert found(book) == []
+    assert found(book, allow_negative_unallocated=False) == [
         ("accounts[0].payments[0]",
-         "PAY1 is refunded 50.00, more than the 40.00 it had unallocated")
+         "PAY1 has 100.00 allocated and 50.00 refunded, more than its amount 100.00 "
+         "(unallocated -50.00)")
     ]  # fmt: skip
+
+
+def test_paysplit_validates_a_refunded_payment_it_over_allocated(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ledger an allowed over-allocation of a refunded payment writes is valid."""
+    monkeypatch.setenv("PAYSPLIT_NOW", "2025-03-01T09:00:00")
+    book = tmp_path / "book.json"
+    book.write_text(dump_ledger(ledger([payment("PAY1", "100.00")], [])))
+    rules = tmp_path / "allow.rules"
+    rules.write_text("settings:\n    negative unallocated allow\n")
+    assert main(["refund", "--ledger", str(book), "--payment", "PAY1", "--amount", "30",
+                 "--in-place"]) == 0  # fmt: skip
+    assert main(["allocate", "--ledger", str(book), "--rules", str(rules), "--payment", "PAY1",
+                 "--charge", "C1", "--amount", "100", "--in-place"]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["validate", "--ledger", str(book), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["errors"] == []
 
 
 def test_a_void_refund_counts_nowhere() -> None:
@@ -297,7 +332,7 @@ def test_a_transfer_and_its_reversal_may_share_the_id() -> None:
 
 def test_problems_come_in_document_order() -> None:
     book = ledger(
-        [payment("PAY1", "10.00"), refund("RF1", "-10.00", "PAY1")],
+        [payment("PAY1", "10.00"), refund("RF1", "-15.00", "PAY1")],
         [split("S1", "PAY1", "0.00"), split("S2", "PAY1", "5.00")],
     )
     assert [p.path for p in check_invariants(book)] == [
@@ -327,8 +362,10 @@ def test_allocated_plus_refunded_plus_unallocated_is_the_amount(
     pay1 = figures.payments["PAY1"]
     total = figures.allocated(pay1) + figures.refunded(pay1) + figures.unallocated(pay1)
     assert total == amount_cents
-    problems = check_invariants(book)
-    refunds_too_big = sum(refund_cents) > 0 and figures.unallocated(pay1) < 0
-    assert [p.message.endswith("it had unallocated") for p in problems] == (
-        [True] if refunds_too_big else []
+    refunds_too_big = sum(refund_cents) > amount_cents
+    assert [p.message.endswith(f"more than its amount {text(amount_cents)}")
+            for p in check_invariants(book)] == ([True] if refunds_too_big else [])  # fmt: skip
+    negative = figures.unallocated(pay1) < 0
+    assert len(check_invariants(book, allow_negative_unallocated=False)) == int(
+        refunds_too_big or negative
     )

@@ -280,6 +280,9 @@ def test_a_missing_file(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------
 # Numbers and keys the JSON reader refuses, each at its path
 # --------------------------------------------------------------------------
+OTHER_DIGITS = "is written with digits other than 0-9; write it like 12.50"
+
+
 @pytest.mark.parametrize(
     ("written", "message"),
     [
@@ -291,7 +294,9 @@ def test_a_missing_file(tmp_path: Path) -> None:
         ("-Infinity", '-Infinity is not a number a ledger can hold; write amounts like "12.50"'),
         ("123456789012345678901234", "123456789012345678901234 is too large for an amount"),
         ("true", "true is not an amount"),
-        ("null", "NoneType value is not an amount"),
+        ("null", '"amount" cannot be null; write an amount such as "12.50"'),
+        ('"\u0661\u0662\u0663"', f"'١٢٣' {OTHER_DIGITS}"),
+        ('"\uff11\uff12.50"', f"'１２.50' {OTHER_DIGITS}"),
     ],
 )
 def test_bad_amounts_are_reported_at_their_path(written: str, message: str) -> None:
@@ -343,11 +348,22 @@ def test_missing_top_level_fields() -> None:
     [
         ("charges", "code", 99213, "99213 is a number; write it as text in quotes"),
         ("charges", "status", None, '"status" cannot be null here'),
+        ("charges", "insurance_estimate", None,
+         '"insurance_estimate" cannot be null; write an amount such as "12.50"'),
+        ("charges", "date", None, '"date" cannot be null; write dates as YYYY-MM-DD'),
+        ("payments", "payer", None, '"payer" must be "patient" or "insurance", not null'),
+        ("payments", "void", None, '"void" must be true or false, not null'),
+        ("patients", "name", 1.5, "1.5 is a number; write it as text in quotes"),
+        ("patients", "name", 15, "15 is a number; write it as text in quotes"),
+        ("charges", "status", 0.5, "0.5 is a number; write it as text in quotes"),
+        ("charges", "code", 99213.0, "99213.0 is a number; write it as text in quotes"),
+        ("payments", "memo", -1.25, "-1.25 is a number; write it as text in quotes"),
         ("charges", "status", ["due_patient"], '"status" must be text, not a list'),
         ("charges", "date", "2025-13-01",
          '"2025-13-01" is not a valid date (month value is outside expected range of 1-12)'),
         ("charges", "date", "22/01/2025", '"22/01/2025" is not a date; write dates as YYYY-MM-DD'),
         ("charges", "date", 86400, "86400 is not a date; write dates as YYYY-MM-DD"),
+        ("charges", "date", "٢٠٢٥-٠١-٢٢", '"٢٠٢٥-٠١-٢٢" is not a date; write dates as YYYY-MM-DD'),
         ("charges", "date", "2025-01-22T10:00:00",
          '"2025-01-22T10:00:00" is not a date; write dates as YYYY-MM-DD'),
         ("appointments", "start", "2025-01-22T11:30:00+02:00",
@@ -371,6 +387,39 @@ def test_wrong_values_are_plain_sentences(
     assert changed(lambda d: account0(d)[where][0].update({field: value})) == [
         (f"accounts[0].{where}[0].{field}", message)
     ]
+
+
+@pytest.mark.parametrize("number", ["15", "1.5", "1e3", "0.10", "9" * 5000])
+def test_an_id_written_as_a_number_is_refused_whatever_the_number(number: str) -> None:
+    text = json.dumps(base()).replace('"id": "P1"', f'"id": {number}', 1)
+    shown = number if len(number) <= 40 else number[:37] + "..."
+    assert problems_of(text)[:2] == [
+        ("accounts[0].patients[0].id", f"{shown} is a number; write it as text in quotes"),
+        ("accounts[0].patients[1].guarantor", "P1 is not a patient of account A1 (a guarantor "
+         "is a patient of the same account)"),
+    ]  # fmt: skip
+
+
+def test_a_history_entry_refuses_numbers_where_text_goes() -> None:
+    entry = {"operation": "void", "applied_at": "2025-03-01T09:00:00", "voids": [1.5],
+             "plugins": {"paysplit.x": 0.1}}  # fmt: skip
+    assert changed(lambda d: d.update(history=[entry])) == [
+        ("history[0].voids[0]", "1.5 is a number; write it as text in quotes"),
+        ('history[0].plugins["paysplit.x"]', "0.1 is a number; write it as text in quotes"),
+    ]
+
+
+def test_dates_are_written_with_the_digits_0_to_9() -> None:
+    def change(doc: dict[str, Any]) -> None:
+        account0(doc)["plans"][0]["installments"][0]["due"] = "2025-\uff10\uff13-01"
+        account0(doc)["appointments"][0]["start"] = "\u0662\u0660\u0662\u0665-01-22T11:30:00"
+
+    assert changed(change) == [
+        ("accounts[0].appointments[0].start",
+         '"٢٠٢٥-01-22T11:30:00" is not a valid date and time; write YYYY-MM-DDTHH:MM:SS'),
+        ("accounts[0].plans[0].installments[0].due",
+         '"2025-０３-01" is not a date; write dates as YYYY-MM-DD'),
+    ]  # fmt: skip
 
 
 def test_wrong_format_name() -> None:

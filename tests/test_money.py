@@ -70,7 +70,12 @@ def test_parse_amount_accepts_exact_forms(given_value: object, cents: int) -> No
         ),
         ("", "an empty text is not an amount"),
         ("twelve", "'twelve' is not an amount (write it like 12.50)"),
-        (None, "NoneType value is not an amount"),
+        ("١٢٣", "'١٢٣' is written with digits other than 0-9; write it like 12.50"),
+        ("１２３.５０", "'１２３.５０' is written with digits other than 0-9; write it like 12.50"),
+        ("12.٥", "'12.٥' is written with digits other than 0-9; write it like 12.50"),
+        ("-$٣", "'-$٣' is written with digits other than 0-9; write it like 12.50"),
+        ("²", "'²' is written with digits other than 0-9; write it like 12.50"),
+        (None, 'null is not an amount; write an amount such as "12.50"'),
         ("1000000000000.00", "1000000000000.00 is too large for an amount"),
     ],
 )

@@ -170,6 +170,9 @@ def test_parse_clauses_reads_one_line_of_clauses() -> None:
         ("rule r: where status (a)\n", 1, 22, "expected a comparison (=, !=, <, <=, >, >=, in"),
         ('rule r "abc:\n    oldest first\n', 1, 8, "this string is not closed"),
         ("rule r: héllo\n", 1, 10, 'unexpected character "é"'),
+        ("rule r: where amount > \u0661\u0662\u0663\n", 1, 24, 'unexpected character "١"'),
+        ("rule r: where date > 2025-01-\u0660\u0661\n", 1, 26, 'found "-01"'),
+        ("rule r: where charge.age > \uff13 days\n", 1, 28, 'unexpected character "３"'),
         ("rule r:\n        a\n    b\n", 3, 5, "indentation does not match"),
         ("import os\n", 1, 1, 'expected "rule" or "settings" at the start of a line'),
         ("rule r:\n    a,\n", 2, 7, "expected a clause, found end of line"),
@@ -187,6 +190,14 @@ def test_syntax_errors_say_what_was_expected_where(
     assert says in error.message
     assert error.source_line == text.split("\n")[line - 1].rstrip("\r")
     assert "Token" not in error.message and "_NL" not in error.message
+
+
+def test_a_digit_of_another_script_says_how_numbers_are_written() -> None:
+    (error,) = parsed("rule r: where amount > \u0661\u0662\u0663\n").errors
+    assert (error.message, error.hint) == (
+        'unexpected character "١"',
+        "numbers, amounts and dates are written with the digits 0-9",
+    )
 
 
 def test_every_mistake_is_reported_once_and_the_rest_still_parses() -> None:

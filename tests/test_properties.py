@@ -39,7 +39,6 @@ import difflib
 import io
 import json
 import os
-import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -730,35 +729,8 @@ def check_conservation(ledger: Ledger) -> None:
             )
 
 
-KNOWN_CONFLICT = re.compile(
-    r"accounts\[\d+\]\.payments\[\d+\]: (\S+) is refunded [0-9.]+, more than the [0-9.]+ "
-    r"it had unallocated$"
-)
-"""A contract conflict found by this test (reported, see docs/reliability.md): with
-``negative unallocated warn|allow`` a manual allocation may over-allocate a payment that
-already has refunds, and ``check_invariants`` then reports the refund as too large."""
-
-
-def known_conflicts(
-    plan: Plan, rules: RuleFile, problems: list[str], earlier: set[str]
-) -> set[str]:
-    """The payments whose problems are the known conflict: over-allocated by this manual
-    allocation (with a warning, as the setting allows), or carried over from an earlier one."""
-    found = {m.group(1) for p in problems if (m := KNOWN_CONFLICT.match(p))}
-    allowed = plan.operation == "allocate" and rules.negative != "block" and bool(plan.warnings)
-    return {payment for payment in found if payment in earlier or allowed}
-
-
-def check_step(
-    before: Ledger,
-    after: Ledger,
-    plan: Plan,
-    rules: RuleFile,
-    stats: Stats | None = None,
-    earlier: frozenset[str] = frozenset(),
-) -> set[str]:
-    """Everything that must hold after one applied plan; returns the payments in the known
-    conflict (see :data:`KNOWN_CONFLICT`)."""
+def check_step(before: Ledger, after: Ledger, plan: Plan, rules: RuleFile) -> None:
+    """Everything that must hold after one applied plan."""
     strict_negative = rules.negative == "block"
     strict_overpay = rules.overpay == "block"
     problems = [
@@ -768,12 +740,6 @@ def check_step(
             allow_negative_unallocated=not strict_negative,
             allow_overpaid_charges=not strict_overpay,
         )
-    ]
-    conflicts = known_conflicts(plan, rules, problems, set(earlier))
-    if conflicts - earlier and stats is not None:
-        stats.outcomes["allocate:known conflict (refunded payment over-allocated)"] += 1
-    problems = [
-        p for p in problems if not ((m := KNOWN_CONFLICT.match(p)) and m.group(1) in conflicts)
     ]
     assert problems == [], problems
     assert check_history(after) == [], [str(p) for p in check_history(after)]
@@ -834,7 +800,6 @@ def check_step(
     again = parse_ledger_text(text, "round-trip")
     assert again == after
     assert dump_ledger(again) == text
-    return conflicts
 
 
 @dataclass
@@ -910,7 +875,6 @@ def run_sequence(
         if data.draw(st.floats(0, 1), label="cli?") < cli_share
         else -1
     )
-    conflicts: frozenset[str] = frozenset()
     for number in range(data.draw(st.integers(1, max_steps), label="steps")):
         step = data.draw(steps(ledger, rule_file, number), label=f"step {number}")
         key = step.verb + (" (account)" if "--account" in step.args else "")
@@ -940,7 +904,7 @@ def run_sequence(
             plan, rules if step.uses_rules else None, environ={"PAYSPLIT_NOW": NOW}
         )
         after = record_history(apply_plan(ledger, plan), entry)
-        conflicts = frozenset(check_step(ledger, after, plan, rule_file, stats, conflicts))
+        check_step(ledger, after, plan, rule_file)
         stats.outcomes[f"{step.verb}:applied"] += 1
         if number == cli_step:
             _cli_agrees(step, ledger, after, plan, folder)

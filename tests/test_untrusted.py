@@ -362,13 +362,20 @@ def test_limit_on_syntax_errors_per_file() -> None:
 
 
 def test_limit_on_ledger_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from paysplit.errors import LedgerError
+    from paysplit.errors import LedgerError, UsageError
     from paysplit.ledger_io import DEFAULT_MAX_LEDGER_BYTES, max_ledger_bytes
 
     assert DEFAULT_MAX_LEDGER_BYTES == 32 * 1024 * 1024 == max_ledger_bytes()
     for written, size in (("1048576", 1 << 20), ("64M", 64 << 20), ("2g", 2 << 30)):
         monkeypatch.setenv("PAYSPLIT_MAX_LEDGER_BYTES", written)
         assert max_ledger_bytes() == size
+    monkeypatch.setenv("PAYSPLIT_MAX_LEDGER_BYTES", "\u0661\u0662M")
+    with pytest.raises(UsageError) as not_a_size:
+        max_ledger_bytes()
+    assert str(not_a_size.value) == (
+        "PAYSPLIT_MAX_LEDGER_BYTES='١٢M' is not a size: write a number of bytes, or one with "
+        "K, M or G (for example 64M)"
+    )
     monkeypatch.setenv("PAYSPLIT_MAX_LEDGER_BYTES", "1K")
     with pytest.raises(LedgerError) as refused:
         load_ledger(LEDGER)

@@ -7,6 +7,7 @@ verb takes are declared after the verb and may come in any order
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 import click
 
 from paysplit.errors import LedgerError, PluginError, Problem, UsageError
-from paysplit.ledger import Ledger
+from paysplit.ledger import Ledger, parse_day
 from paysplit.ledger_io import LEDGER_FORMATS, ledger_from_document, read_ledger_for_cli
 from paysplit.plugin_manager import PluginSet, load
 
@@ -83,6 +84,26 @@ def allowed_plugins() -> list[str] | None:
     if raw is None:
         return None
     return [n.strip() for n in raw.split(",") if n.strip()]
+
+
+class DayType(click.ParamType[dt.date]):
+    """An option's date, written ``YYYY-MM-DD`` with the digits 0-9 (see
+    :func:`paysplit.ledger.parse_day`); ``click.DateTime`` would take other scripts' digits."""
+
+    name = "date"
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> dt.date:
+        if isinstance(value, dt.date):
+            return value
+        try:
+            return parse_day(str(value))
+        except ValueError:
+            self.fail(f"{str(value)!r} is not a date (write YYYY-MM-DD)", param, ctx)
+
+
+DAY = DayType()
 
 
 def emit_json(document: Any) -> None:

@@ -7,9 +7,7 @@ Diagnostics go to stderr, ``--json`` prints one document on stdout.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from paysplit.atomic import write_atomically
 from paysplit.cli.common import (
     allowed_plugins,
     common_options,
@@ -134,7 +133,7 @@ def fmt(rules: tuple[Path, ...], check_only: bool) -> None:
             continue
         changed.append(str(path))
         if not check_only:
-            _write_atomically(path, formatted)
+            write_atomically(path, (formatted,))
     if options().json:
         emit_json(
             {
@@ -158,20 +157,6 @@ def fmt(rules: tuple[Path, ...], check_only: bool) -> None:
         raise click.exceptions.Exit(2)
     if check_only and changed:
         raise click.exceptions.Exit(1)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Write a temporary file next to ``path``, then rename it over ``path``."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-        os.chmod(temporary, path.stat().st_mode & 0o777)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 # --- plugins ------------------------------------------------------------------------

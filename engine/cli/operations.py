@@ -16,6 +16,7 @@ import functools
 import importlib
 import typing
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -36,7 +37,7 @@ from paysplit.cli.common import (
     options,
 )
 from paysplit.errors import UsageError
-from paysplit.ledger import Ledger
+from paysplit.ledger import Ledger, parse_day
 from paysplit.money import MoneyError, format_cents, parse_amount
 from paysplit.plans import Plan
 from paysplit.rules import RuleSet
@@ -67,11 +68,41 @@ def load_rules(paths: Sequence[str]) -> RuleSet:
     return rules
 
 
-def write_ledger(ledger: Ledger, path: str) -> None:
+def write_ledger(ledger: Ledger, path: str, format_name: str = "json") -> None:
     """Write atomically: a failure leaves the old file whole. Under the ledger's lock, the
     file must still be the one the lock found (else nothing is written)."""
     locking.check_unchanged(path)
-    ledger_io.write_ledger(ledger, path)
+    if format_name == "jsonl":  # the header line, then one account per line, in order
+        ledger_io.write_jsonl(ledger.header(), ledger.accounts, path)
+    else:
+        ledger_io.write_ledger(ledger, path)
+
+
+def output_format(ledger_format: str | None, out: str | None, *, in_place: bool) -> str:
+    """The format a verb writes its new ledger in (``json`` or ``jsonl``).
+
+    ``--in-place`` writes the format the ledger was read in: a JSON Lines ledger stays JSON
+    Lines. A ledger read by a plugin's reader (a practice system's export) cannot be written
+    back in its own format, so ``--in-place`` is refused before anything is read or written.
+    ``--out PATH`` writes JSON Lines to a ``.jsonl`` path and the JSON document to a
+    ``.json`` one; any other name gets the format the ledger was read in (the JSON document
+    for a plugin's format).
+    """
+    read_as = ledger_format or "json"
+    if in_place:
+        if read_as not in ledger_io.LEDGER_FORMATS:
+            raise UsageError(
+                f"--in-place: paysplit writes only its own ledger formats (json, jsonl), not "
+                f'"{read_as}" (a format a plugin reads); write the new ledger with --out '
+                "PATH.json instead; nothing was written"
+            )
+        return read_as
+    suffix = Path(out).suffix.lower() if out is not None else ""
+    if suffix == ".jsonl":
+        return "jsonl"
+    if suffix == ".json":
+        return "json"
+    return read_as if read_as in ledger_io.LEDGER_FORMATS else "json"
 
 
 def _write_target(kwargs: dict[str, Any]) -> str | None:
@@ -88,6 +119,8 @@ def _locked(command: F) -> F:
 
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("in_place") and kwargs.get("out") is None:  # refused before reading
+            output_format(kwargs.get("ledger_format"), None, in_place=True)
         target = _write_target(kwargs)
         if target is None or (kwargs.get("out") is not None and kwargs.get("in_place")):
             return command(*args, **kwargs)  # nothing to write (finish refuses both flags)
@@ -171,7 +204,7 @@ def _date(text: str | None, option: str) -> dt.date | None:
     if text is None:
         return None
     try:
-        return dt.date.fromisoformat(text)
+        return parse_day(text)
     except ValueError:
         raise UsageError(f"{option}: {text!r} is not a date (write YYYY-MM-DD)") from None
 
@@ -268,6 +301,7 @@ def finish(
     *,
     rules: RuleSet | None,
     ledger_path: str,
+    ledger_format: str | None,
     out: str | None,
     in_place: bool,
     preview: bool,
@@ -276,6 +310,7 @@ def finish(
     """Print the plan; write the ledger when asked (not for a preview or a blocked plan)."""
     if out is not None and in_place:
         raise UsageError("give --out PATH or --in-place, not both")
+    written_as = output_format(ledger_format, out, in_place=in_place)
     if preview:
         plan = plan.model_copy(update={"preview": True})
     if options().json:
@@ -290,16 +325,22 @@ def finish(
     if preview or target is None:
         return
     updated = record_history(apply_plan(ledger, plan), history_entry(plan, rules))
-    write_ledger(updated, target)
+    write_ledger(updated, target, written_as)
     if not options().json:
         echo(f"wrote {target}")
 
 
 def _write_kwargs(
-    ledger_path: str, out: str | None, in_place: bool, preview: bool, explain: bool
+    ledger_path: str,
+    ledger_format: str | None,
+    out: str | None,
+    in_place: bool,
+    preview: bool,
+    explain: bool,
 ) -> dict[str, Any]:
     return {
         "ledger_path": ledger_path,
+        "ledger_format": ledger_format,
         "out": out,
         "in_place": in_place,
         "preview": preview,
@@ -379,7 +420,7 @@ def apply_command(
         plan,
         ledger,
         rules=rule_set,
-        **_write_kwargs(ledger_path, out, in_place, preview, explain),
+        **_write_kwargs(ledger_path, ledger_format, out, in_place, preview, explain),
     )
 
 
@@ -438,7 +479,7 @@ def allocate_command(
         plan,
         ledger,
         rules=rule_set,
-        **_write_kwargs(ledger_path, out, in_place, preview, explain),
+        **_write_kwargs(ledger_path, ledger_format, out, in_place, preview, explain),
     )
 
 
@@ -497,7 +538,7 @@ def refund_command(
         plan,
         ledger,
         rules=rule_set,
-        **_write_kwargs(ledger_path, out, in_place, preview, explain),
+        **_write_kwargs(ledger_path, ledger_format, out, in_place, preview, explain),
     )
 
 
@@ -525,7 +566,12 @@ def unallocate_command(
     """
     ledger = read_ledger(ledger_path, ledger_format)
     plan = ops.unallocate(ledger, split_id, None if amount is None else _amount(amount, "--amount"))
-    finish(plan, ledger, rules=None, **_write_kwargs(ledger_path, out, in_place, preview, explain))
+    finish(
+        plan,
+        ledger,
+        rules=None,
+        **_write_kwargs(ledger_path, ledger_format, out, in_place, preview, explain),
+    )
 
 
 @click.command("void")
@@ -552,7 +598,12 @@ def void_command(
     """
     ledger = read_ledger(ledger_path, ledger_format)
     plan = ops.void(ledger, payment_id, reason)
-    finish(plan, ledger, rules=None, **_write_kwargs(ledger_path, out, in_place, preview, explain))
+    finish(
+        plan,
+        ledger,
+        rules=None,
+        **_write_kwargs(ledger_path, ledger_format, out, in_place, preview, explain),
+    )
 
 
 @click.command("post-charge")
@@ -587,7 +638,7 @@ def post_charge_command(
         plan,
         ledger,
         rules=rule_set,
-        **_write_kwargs(ledger_path, out, in_place, preview, explain),
+        **_write_kwargs(ledger_path, ledger_format, out, in_place, preview, explain),
     )
 
 
@@ -627,7 +678,7 @@ def post_payment_command(
         plan,
         ledger,
         rules=rule_set,
-        **_write_kwargs(ledger_path, out, in_place, preview, explain),
+        **_write_kwargs(ledger_path, ledger_format, out, in_place, preview, explain),
     )
 
 

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from paysplit.cli.common import common_options, echo_err, emit_json, options, read_ledger
+from paysplit.cli.common import DAY, common_options, echo_err, emit_json, options, read_ledger
 from paysplit.errors import Problem, UsageError
 from paysplit.invariants import check_invariants
 from paysplit.ledger import Ledger
@@ -107,7 +107,7 @@ def validate(ledger_path: Path, ledger_format: str) -> None:
 
     Every problem is printed with its JSON path. Exit 0 when the ledger is sound,
     1 when it loads but breaks an invariant (a split of zero, a reversal larger
-    than its split, refunds beyond a payment's credit), 2 when it cannot be loaded.
+    than its split, refunds beyond a payment's amount), 2 when it cannot be loaded.
 
     \b
     Example:
@@ -329,12 +329,12 @@ def _print_payments(report: PaymentsReport) -> None:
 @click.option(
     "--as-of",
     "as_of",
-    type=click.DateTime(formats=["%Y-%m-%d"]),
+    type=DAY,
     metavar="DATE",
     help="Age charges as of this date (YYYY-MM-DD); default: the ledger's as_of, else today.",
 )
 @common_options
-def aging_command(ledger_path: Path, ledger_format: str, as_of: dt.datetime | None) -> None:
+def aging_command(ledger_path: Path, ledger_format: str, as_of: dt.date | None) -> None:
     """Aged debtors: outstanding charge balances by age, with unallocated credit.
 
     For each account: charge balances by days since the service date (0-30,
@@ -347,7 +347,7 @@ def aging_command(ledger_path: Path, ledger_format: str, as_of: dt.datetime | No
       paysplit aging --ledger examples/ledgers/smith_family.json --as-of 2025-03-01
     """
     ledger = read_ledger(ledger_path, ledger_format)
-    report = aging(ledger, as_of.date() if as_of else None)
+    report = aging(ledger, as_of)
     if options().json:
         emit_json(report.to_json())
     else:
