@@ -47,11 +47,10 @@ import datetime as dt
 import types
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from paysplit.clause_calls import call_clause, refuse
+from paysplit.clause_calls import call_clause, call_each, refuse
 from paysplit.core_clauses import OldestFirst
-from paysplit.errors import PaysplitError, PluginError
 from paysplit.figures import AccountFigures
 from paysplit.ledger import Account, Charge, CreditNote, Installment, Payment, PaymentPlan
 from paysplit.manual_allocation import ManualRequest, TargetKind, allocate_by_hand
@@ -79,8 +78,6 @@ from paysplit.policy import (
 )
 from paysplit.rules import CompiledClause, CompiledRule
 from paysplit.target_views import Room, unpaid_reason
-
-T = TypeVar("T")
 
 _oldest_first = OldestFirst().sort_key
 """The order of a rule that names none."""
@@ -265,22 +262,6 @@ def _overrides(clause: CompiledClause[Any], name: str, base: type[Clause]) -> bo
     (which decides nothing: calling it cannot change the plan)."""
     method = getattr(clause.impl, name, None)
     return getattr(method, "__func__", None) is not getattr(base, name)
-
-
-def _call_each(
-    clause: CompiledClause[Any], what: str, fn: Callable[[Any], T], items: Iterable[Any]
-) -> list[T]:
-    """``[call_clause(clause, what, fn, item) for item in items]`` in one try block."""
-    try:
-        return [fn(item) for item in items]
-    except PaysplitError:
-        raise
-    except Exception as exc:
-        raise PluginError(
-            clause.plugin,
-            f"clause {clause.text!r} ({clause.location}) failed in {what}: "
-            f"{type(exc).__name__}: {exc}",
-        ) from exc
 
 
 class _Prepared:
@@ -608,7 +589,7 @@ class _RuleRun:
         ):
             # No preference applies and at most one order: keys are (order key, position).
             column = (
-                _call_each(orders[0], "sort_key", orders[0].impl.sort_key, views)
+                call_each(orders[0], "sort_key", orders[0].impl.sort_key, views)
                 if orders
                 else [_oldest_first(target) for target in views]
             )
