@@ -47,9 +47,10 @@ def check_bytes(data: bytes) -> list[Diagnostic]:
         assert text is not None
         ruleset, found = compile_source(text, "fuzz.rules", PLUGINS)
         assert (ruleset is None) == any(d.severity == "error" for d in found)
-    # Typically milliseconds (the hostile-input tests hold it under a second); this
-    # only catches a hang, with slack for a busy machine.
-    assert time.perf_counter() - started < 5.0
+    # Typically milliseconds (make bench measures the speed of hostile input); this
+    # only catches a hang. A long `make fuzz` once saw a 5 ms file take 5.5 s, the
+    # machine stalling, not paysplit (it never reproduced), hence the slack.
+    assert time.perf_counter() - started < 30.0
     lines = data.split(b"\n")
     for diagnostic in found:
         assert diagnostic.file == "fuzz.rules"
