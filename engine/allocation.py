@@ -77,7 +77,7 @@ from paysplit.policy import (
     Warn,
 )
 from paysplit.rules import CompiledClause, CompiledRule
-from paysplit.target_views import Room, unpaid_reason
+from paysplit.target_views import Room, charge_amounts, unpaid_reason
 
 _oldest_first = OldestFirst().sort_key
 """The order of a rule that names none."""
@@ -544,28 +544,22 @@ class _RuleRun:
             seen = candidate.seen
             if seen is not None and candidate.paid == paid:
                 return seen
-            # (Room.charge_target, inlined: this runs for every candidate)
+            # Room.charge_target's view, made with the cheaper constructor: this runs
+            # for every candidate.
             room = self.room
             before = room.balances.get(charge.id)
             if before is None:
                 before = room.balance(charge)
-            estimate = charge.insurance_estimate
-            if self.payer == "insurance":
-                allocatable = before if before > 0 else 0
-            else:
-                allocatable = before - estimate
-                if allocatable < 0:
-                    allocatable = 0
-            allocatable -= paid
-            balance = before - paid
-            patient_balance = balance - estimate
+            balance, patient_balance, allocatable = charge_amounts(
+                before, charge.insurance_estimate, self.payer, paid
+            )
             seen = _target(
                 charge=charge,
                 installment=None,
                 plan=None,
                 balance=balance,
-                patient_balance=patient_balance if patient_balance > 0 else 0,
-                allocatable=allocatable if allocatable > 0 else 0,
+                patient_balance=patient_balance,
+                allocatable=allocatable,
                 age=(self.request.run_date - charge.date).days,
                 position=candidate.position,
             )

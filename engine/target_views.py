@@ -21,6 +21,28 @@ from paysplit.policy import Target
 __all__ = ["Room", "unpaid_reason"]
 
 
+def charge_amounts(
+    before: Cents, estimate: Cents, payer: str, paid: Cents
+) -> tuple[Cents, Cents, Cents]:
+    """A charge's balance, patient balance and what it may still take, once it has taken
+    ``paid`` in this plan: ``before`` is its balance before the operation. Insurance may
+    pay the whole balance; a patient's credit only what the estimate leaves."""
+    if payer == "insurance":
+        allocatable = before if before > 0 else 0
+    else:
+        allocatable = before - estimate
+        if allocatable < 0:
+            allocatable = 0
+    room = allocatable - paid
+    balance = before - paid
+    patient_balance = balance - estimate
+    return (
+        balance,
+        patient_balance if patient_balance > 0 else 0,
+        room if room > 0 else 0,
+    )
+
+
 class Room:
     """What each charge and installment may still take, given the plan so far.
 
@@ -48,38 +70,23 @@ class Room:
         return balance
 
     def charge_room(self, charge: Charge, payer: str) -> Cents:
-        balance = self.balance(charge)
-        if payer == "insurance":
-            allocatable = balance if balance > 0 else 0
-        else:
-            allocatable = balance - charge.insurance_estimate
-            if allocatable < 0:
-                allocatable = 0
-        room = allocatable - self.made.by_charge.get(charge.id, 0)
-        return room if room > 0 else 0
+        paid = self.made.by_charge.get(charge.id, 0)
+        return charge_amounts(self.balance(charge), charge.insurance_estimate, payer, paid)[2]
 
     def charge_target(
         self, charge: Charge, payer: str, position: int, run_date: dt.date, paid: Cents
     ) -> Target:
         """The view of a charge (not an installment) that has taken ``paid`` in this plan."""
-        before = self.balance(charge)
-        estimate = charge.insurance_estimate
-        if payer == "insurance":
-            allocatable = before if before > 0 else 0
-        else:
-            allocatable = before - estimate
-            if allocatable < 0:
-                allocatable = 0
-        room = allocatable - paid
-        balance = before - paid
-        patient_balance = balance - estimate
+        balance, patient_balance, allocatable = charge_amounts(
+            self.balance(charge), charge.insurance_estimate, payer, paid
+        )
         return Target(
             charge=charge,
             installment=None,
             plan=None,
             balance=balance,
-            patient_balance=patient_balance if patient_balance > 0 else 0,
-            allocatable=room if room > 0 else 0,
+            patient_balance=patient_balance,
+            allocatable=allocatable,
             age=(run_date - charge.date).days,
             position=position,
         )
