@@ -67,6 +67,7 @@ from paysplit.ledger import Account, LedgerHeader
 from paysplit.ledger_io import account_from_line, iter_jsonl
 from paysplit.operations import payment_request, request_base
 from paysplit.plans import Plan, PlanDraft
+from paysplit.rule_kernel import kernel_for
 from paysplit.rules import CompiledRule, RuleSet
 
 __all__ = [
@@ -122,6 +123,9 @@ class BatchSpec:
     today: dt.date | None = None
     """The date the run started (set by :func:`run_batch`): the run date of a ledger
     whose header has no ``as_of``, the same in every worker even across midnight."""
+    trace: bool = True
+    """``--trace full`` (True: every plan as ``paysplit apply --json`` prints it) or
+    ``--trace none`` (False: the same plans with an empty trace)."""
 
 
 @dataclass(frozen=True)
@@ -388,6 +392,8 @@ class Worker:
             raise UsageError(f"there is no rule {spec.rule} in {files} (rules: {known})")
         self.rule: CompiledRule = rule
         self._request_base = request_base(self.rules)
+        self.kernel = kernel_for(rule, self._request_base)
+        """The rule's fast path (:mod:`paysplit.rule_kernel`), when it has one."""
         self._headers: dict[tuple[str, int, int], tuple[LedgerHeader, dict[str, Any]]] = {}
 
     # -- headers ---------------------------------------------------------------------
@@ -498,16 +504,24 @@ class Worker:
         each plan applied before the next payment (a blocked plan is not). The plans
         come back as the core's drafts: :meth:`PlanDraft.to_plan` is the plan
         ``apply_rule`` returns, :func:`plan_line` writes it without making the model.
+        A rule with a fast path (:attr:`kernel`) runs there, with the same result.
         """
-        plans: list[tuple[str, PlanDraft]] = []
         figures = AccountFigures.of(account)  # once; then updated as plans are applied
         queue = payments_to_apply(account, figures)
+        trace = self.spec.trace
+        if self.kernel is not None:
+            made = self.kernel.run_account(account, figures, run_date, queue, trace=trace)
+            if made is not None:
+                return made
+        plans: list[tuple[str, PlanDraft]] = []
         base = self._request_base
         rule = self.rule
         for position, payment_id in enumerate(queue, start=1):
             payment = next(p for p in account.payments if p.id == payment_id)
             request = payment_request(account, rule, payment, run_date, base, figures)
             plan = allocate_draft(request)
+            if not trace:
+                plan.trace = []
             plans.append((payment_id, plan))
             if position < len(queue) and plan.blocked is None and not plan.is_empty:
                 account = apply_to_account(account, plan)  # the next payment sees its splits

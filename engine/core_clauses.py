@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from paysplit.ledger import Payment
+from paysplit.ledger import Charge, Payment
 from paysplit.policy import Order, Source, SourceRequest, Target
 
 
@@ -59,10 +59,24 @@ class OldestFirst(Order):
     def sort_key(self, target: Target) -> Any:
         return _date_of(target).toordinal()
 
+    def charge_form(self) -> Callable[[Charge], Any]:
+        return _oldest_charge_first
+
 
 class NewestFirst(Order):
     def sort_key(self, target: Target) -> Any:
         return -_date_of(target).toordinal()
+
+    def charge_form(self) -> Callable[[Charge], Any]:
+        return _newest_charge_first
+
+
+def _oldest_charge_first(charge: Charge) -> int:
+    return charge.date.toordinal()
+
+
+def _newest_charge_first(charge: Charge) -> int:
+    return -charge.date.toordinal()
 
 
 class LargestFirst(Order):

@@ -16,9 +16,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
+from operator import attrgetter
 from typing import Any, Literal, TypeAlias
 
-from paysplit.ledger import Payment
+from paysplit.ledger import Charge, Payment
 from paysplit.money import MoneyError, format_cents, parse_amount
 from paysplit.patterns import VocabularyCheck, closest
 from paysplit.policy import Filter, Target
@@ -33,8 +35,10 @@ ENUMS: dict[str, str] = {"status": "statuses", "kind": "kinds", "unearned_type":
 """Enum type -> its vocabulary category; ``payer`` is fixed."""
 PAYERS = ("patient", "insurance")
 
-Getter: TypeAlias = Callable[[Target, Payment | None], Any]
-Test: TypeAlias = Callable[[Target, Payment | None], str | None]
+Getter: TypeAlias = Callable[[Any, Payment | None], Any]
+"""A field's value: of a :class:`Target` and the payment or, in a filter's charge form
+(:data:`CHARGE_FIELDS`), of a :class:`Charge` and the payment."""
+Test: TypeAlias = Callable[[Any, Payment | None], str | None]
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,34 @@ TARGET_FIELDS: dict[str, Field] = {
         ),
     )
 }
+
+
+def _of_charge(attr: str) -> Getter:
+    return lambda c, _p: getattr(c, attr)
+
+
+CHARGE_FIELDS: dict[str, Field] = {
+    name: Field(name, field.type, _of_charge(name), field.meaning)
+    for name, field in TARGET_FIELDS.items()
+    if name not in ("age", "balance", "patient_balance")
+}
+"""The target fields a charge alone answers, for a charge target (an installment is never
+one): each is the charge's attribute of the same name. A condition that reads only these
+has a charge form."""
+
+
+def _of_charge_alone(test: Test, charge: Charge) -> str | None:
+    return test(charge, None)
+
+
+def _charge_closure(condition: Condition) -> Callable[[Charge], str | None]:
+    """The condition over a charge alone (it reads only :data:`CHARGE_FIELDS`). The
+    commonest condition, one field ``in`` a list, reads the field directly."""
+    if isinstance(condition, Leaf) and condition.op == "in" and condition.other is None:
+        return _charge_in_list(condition)
+    return partial(_of_charge_alone, _closure(condition, CHARGE_FIELDS))
+
+
 PAYMENT_FIELDS: dict[str, Field] = {
     f.name: f
     for f in (
@@ -149,9 +181,15 @@ class WhereFilter(Filter):
 
     condition: Condition
     test: Test
+    charge_test: Callable[[Charge], str | None] | None = None
+    """The same condition compiled over the charge alone, when it reads only the charge's
+    own fields (:data:`CHARGE_FIELDS`)."""
 
     def skip_reason(self, target: Target, payment: Payment | None) -> str | None:
         return self.test(target, payment)
+
+    def charge_form(self) -> Callable[[Charge], str | None] | None:
+        return self.charge_test
 
 
 @dataclass(frozen=True)
@@ -379,7 +417,16 @@ def compile_where(
     if condition is None or checker.problems:
         return None, checker.problems
     fields = {**TARGET_FIELDS, **checker.payment_fields}
-    return WhereFilter(condition, _closure(condition, fields)), []
+    charge_test: Callable[[Charge], str | None] | None = None
+    if all(name in CHARGE_FIELDS for name in _fields_read(condition)):
+        charge_test = _charge_closure(condition)
+    return WhereFilter(condition, _closure(condition, fields), charge_test), []
+
+
+def _fields_read(condition: Condition) -> set[str]:
+    if isinstance(condition, Leaf):
+        return {condition.field} if condition.other is None else {condition.field, condition.other}
+    return set().union(*(_fields_read(item) for item in condition.items))
 
 
 def order_field(operand: Operand) -> tuple[Field | None, ExprProblem | None]:
@@ -458,16 +505,13 @@ def _leaf(leaf: Leaf, fields: dict[str, Field]) -> Test:
 
         return against_field
     if leaf.op == "in":
-        members = frozenset(leaf.values)
-        listed = _or_list([shown(v) for v in leaf.values])
+        members, reason_for = _in_parts(leaf)
 
         def in_list(target: Target, payment: Payment | None) -> str | None:
             value = get(target, payment)
             if (value is not None and value in members) != negated:
                 return None
-            if negated:
-                return f"{name} is {shown(value)}"
-            return f"{name} {shown(value)} is not {listed}"
+            return reason_for(value)
 
         return in_list
     constant = leaf.values[0]
@@ -481,6 +525,44 @@ def _leaf(leaf: Leaf, fields: dict[str, Field]) -> Test:
         return _reason(name, shown(value), words, right, negated)
 
     return against_constant
+
+
+def _in_parts(leaf: Leaf) -> tuple[frozenset[Any], Callable[[Any], str]]:
+    """An ``in`` comparison's members, and the reason it fails for a value (kept by
+    value: the same few statuses and kinds recur on every charge)."""
+    members = frozenset(leaf.values)
+    shown = _formatter(leaf.type)
+    name = leaf.field
+    listed = _or_list([shown(v) for v in leaf.values])
+    said: dict[Any, str] = {}
+
+    def reason_for(value: Any) -> str:
+        reason = said.get(value)
+        if reason is None:
+            if leaf.negated:
+                reason = f"{name} is {shown(value)}"
+            else:
+                reason = f"{name} {shown(value)} is not {listed}"
+            if len(said) < 64:
+                said[value] = reason
+        return reason
+
+    return members, reason_for
+
+
+def _charge_in_list(leaf: Leaf) -> Callable[[Charge], str | None]:
+    """``FIELD in (...)`` over a charge alone, reading the charge's attribute directly."""
+    members, reason_for = _in_parts(leaf)
+    get = attrgetter(leaf.field)
+    negated = leaf.negated
+
+    def in_list(charge: Charge) -> str | None:
+        value = get(charge)
+        if (value is not None and value in members) != negated:
+            return None
+        return reason_for(value)
+
+    return in_list
 
 
 def _words(leaf: Leaf) -> tuple[str, str]:

@@ -13,7 +13,7 @@ billing user would say them ("credit of DR2 cannot pay DR1's charge C1").
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,12 +149,35 @@ class Filter(Clause):
         """None to keep the target; otherwise why it is skipped."""
         return None
 
+    def charge_form(self) -> Callable[[Charge], str | None] | None:
+        """Optional (default None). Asked once per rule, when a run prepares it.
+
+        Return a function of a charge that gives exactly what :meth:`skip_reason`
+        gives for a charge target (not an installment) with that charge, whatever
+        the target's balance, allocatable amount, age and position, and whatever the
+        payment: the promise that the filter reads only the charge's own fields.
+        Rules whose every clause has such a form run on the charges themselves,
+        without a :class:`Target` view per charge (``paysplit batch``'s fast path,
+        ``docs/performance.md``). Return None when the reason depends on anything else.
+        """
+        return None
+
 
 class Order(Clause):
     """Orders targets; ties always break by ledger position."""
 
     def sort_key(self, target: Target) -> Any:
         raise NotImplementedError
+
+    def charge_form(self) -> Callable[[Charge], Any] | None:
+        """Optional (default None). Asked once per rule, when a run prepares it.
+
+        Return a function of a charge that gives exactly what :meth:`sort_key` gives
+        for a charge target with that charge, whatever its balance, age and position
+        (the order reads only the charge's own fields); None otherwise. See
+        :meth:`Filter.charge_form`.
+        """
+        return None
 
 
 class Preference(Clause):
@@ -219,6 +242,18 @@ class Guard(Clause):
 
     def check_outcome(self, outcome: Outcome) -> str | None:
         """None to keep what was decided; otherwise why the payment stays unallocated."""
+        return None
+
+    def charge_form(self) -> Callable[[Payment, Charge], Verdict | None] | None:
+        """Optional (default None). Asked once per rule, when a run prepares it.
+
+        Return a function of a payment and a charge that gives exactly what
+        :meth:`check_split` gives for every automatic split (``manual`` False) of
+        that payment to a charge target with that charge, whatever the amount, the
+        credit left, the target's balance and the run date; None otherwise. A guard
+        that speaks only of the payment and the charge (``no cross-doctor``) can; one
+        that weighs amounts cannot. See :meth:`Filter.charge_form`.
+        """
         return None
 
 

@@ -18,7 +18,7 @@ from paysplit.money import Cents, format_cents
 from paysplit.plan_splits import Splits
 from paysplit.policy import Target
 
-__all__ = ["Room", "unpaid_reason"]
+__all__ = ["Room", "charge_amounts", "charge_unpaid_reason", "unpaid_reason"]
 
 
 def charge_amounts(
@@ -159,7 +159,14 @@ def unpaid_reason(target: Target, room: Room, payer: str) -> str:
         plan_id = target.plan.id if target.plan is not None else "?"
         return f"the charges of plan {plan_id} are paid in full"
     charge = target.charge
-    balance = room.balance(charge) - room.made.by_charge.get(charge.id, 0)
+    return charge_unpaid_reason(
+        charge, room.balance(charge) - room.made.by_charge.get(charge.id, 0), payer
+    )
+
+
+def charge_unpaid_reason(charge: Charge, balance: Cents, payer: str) -> str:
+    """Why a charge with this balance takes nothing from this payer (its allocatable
+    amount is 0): :func:`unpaid_reason` for a charge."""
     if balance <= 0:
         return f"{charge.id} is paid in full"
     if payer != "insurance" and charge.insurance_estimate > 0:

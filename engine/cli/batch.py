@@ -183,6 +183,14 @@ def _print_summary(summary: Summary) -> None:
     metavar="DATE",
     help="The run date (default: each ledger's as_of, else today).",
 )
+@click.option(
+    "--trace",
+    type=click.Choice(("full", "none")),
+    default="full",
+    show_default=True,
+    help="full: each plan as 'paysplit apply --json' prints it; none: the same plans "
+    "with an empty trace (smaller, faster: for nightly runs).",
+)
 def batch_command(
     rules: tuple[str, ...],
     rule_name: str,
@@ -193,6 +201,7 @@ def batch_command(
     scheduler: str | None,
     chunk_size: int,
     as_of: str | None,
+    trace: str,
 ) -> None:
     """Apply a rule to every unallocated payment of every account of JSON Lines ledgers.
 
@@ -214,6 +223,7 @@ def batch_command(
         disabled_plugins=tuple(disabled_plugins()),
         allowed_plugins=None if (allowed := allowed_plugins()) is None else tuple(allowed),
         as_of=_date(as_of),
+        trace=trace == "full",
     )
     arguments: dict[str, Any] = {
         "engine": engine,

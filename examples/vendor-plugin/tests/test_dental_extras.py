@@ -122,6 +122,10 @@ def test_skip_codes_and_only_codes() -> None:
     only = OnlyCodes(frozenset({"D2391"}))
     assert only.skip_reason(filling, None) is None
     assert only.skip_reason(fee, None) == "C1 has D9986; this rule pays only D2391"
+    for clause in (skip, only):  # the charge forms say what skip_reason says
+        form = clause.charge_form()
+        for view in (fee, filling):
+            assert form(view.charge) == clause.skip_reason(view, None)
 
 
 def test_the_rule_file_checks_clean_with_the_plugin_installed() -> None:

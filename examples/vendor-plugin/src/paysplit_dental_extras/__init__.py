@@ -26,9 +26,11 @@ disputes, handled like a collection charge).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from paysplit import hookimpl
+from paysplit.ledger import Charge
 from paysplit.phrases import Arguments, LedgerReader, Phrase, Vocabulary
 from paysplit.policy import Filter, Guard, ProposedSplit, Refuse, Target, Verdict
 from paysplit_dental_extras.csv_export import read_csv_export
@@ -57,9 +59,15 @@ class SkipCodes(Filter):
     codes: frozenset[str]
 
     def skip_reason(self, target: Target, payment: object) -> str | None:
-        code = target.charge.code
-        if target.installment is None and code in self.codes:
-            return f"{target.charge.id} has code {code}, which this rule never pays automatically"
+        return None if target.installment is not None else self.charge_reason(target.charge)
+
+    def charge_form(self) -> Callable[[Charge], str | None]:
+        # The reason reads only the charge's code: batch runs may call it on the charge.
+        return self.charge_reason
+
+    def charge_reason(self, charge: Charge) -> str | None:
+        if charge.code in self.codes:
+            return f"{charge.id} has code {charge.code}, which this rule never pays automatically"
         return None
 
 
@@ -70,10 +78,15 @@ class OnlyCodes(Filter):
     codes: frozenset[str]
 
     def skip_reason(self, target: Target, payment: object) -> str | None:
-        code = target.charge.code
-        if target.installment is None and code not in self.codes:
-            shown = code or "no code"
-            return f"{target.charge.id} has {shown}; this rule pays only {_listed(self.codes)}"
+        return None if target.installment is not None else self.charge_reason(target.charge)
+
+    def charge_form(self) -> Callable[[Charge], str | None]:
+        return self.charge_reason
+
+    def charge_reason(self, charge: Charge) -> str | None:
+        if charge.code not in self.codes:
+            shown = charge.code or "no code"
+            return f"{charge.id} has {shown}; this rule pays only {_listed(self.codes)}"
         return None
 
 

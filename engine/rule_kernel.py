@@ -1,0 +1,441 @@
+"""The fast path of a simple rule: a ``from payment`` rule run on the charges themselves.
+
+:func:`paysplit.allocation.allocate` runs any rule through the clause contract: a
+frozen :class:`~paysplit.policy.Target` view per charge, each filter, order and
+guard called on it. For a batch of millions of accounts that is most of the cost.
+Many practice rules are simpler: they pay from the payment, and every filter,
+order and split guard they use reads only the charge's own fields and the
+payment, which a clause promises by giving a *charge form*
+(:meth:`~paysplit.policy.Filter.charge_form`, :meth:`~paysplit.policy.Order.charge_form`,
+:meth:`~paysplit.policy.Guard.charge_form`). :func:`kernel_for` recognises such a
+rule once; :meth:`RuleKernel.run_account` then applies it to each payment of an
+account in turn, as ``paysplit batch`` does, on integers and the ledger's own
+records, and returns the same plans, byte for byte, as ``apply_rule`` payment
+after payment would (``tests/test_rule_kernel.py`` holds it to that). Any rule it
+does not recognise runs on the general path; nothing here decides differently.
+
+It can also leave the trace out (``paysplit batch --trace none``): the plans keep
+their splits, credits, unallocated amounts and warnings, and the work that only
+explains (sentences, probes of charges the credit never reached) is not done.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from paysplit.apply import apply_to_account
+from paysplit.clause_calls import call_clause, refuse
+from paysplit.core_clauses import PaymentSource
+from paysplit.figures import AccountFigures
+from paysplit.ledger import Account, Charge, CreditNote, Payment
+from paysplit.money import Cents, format_cents
+from paysplit.plans import PlanDraft, PlannedCredit, PlanWarning, SplitRow, TraceRow
+from paysplit.policy import Filter, Guard, Order, Refuse, Source, Verdict, Warn
+from paysplit.rules import CompiledClause, CompiledRule
+from paysplit.target_views import charge_amounts, charge_unpaid_reason
+
+__all__ = ["RuleKernel", "kernel_for"]
+
+ChargeFilter = Callable[[Charge], str | None]
+ChargeKey = Callable[[Charge], Any]
+ChargeGuard = Callable[[Payment, Charge], Verdict | None]
+
+
+class _Irregular(Exception):
+    """Plugin code in a kernel run raised or returned what the contract does not allow:
+    the account goes to the general path, which reports it exactly."""
+
+
+def _overrides(clause: CompiledClause[Any], name: str, base: type[Any]) -> bool:
+    method = getattr(clause.impl, name, None)
+    return getattr(method, "__func__", None) is not getattr(base, name)
+
+
+def _charge_form(clause: CompiledClause[Any]) -> Any:
+    form = call_clause(clause, "charge_form", clause.impl.charge_form)
+    if form is not None and not callable(form):
+        raise refuse(clause, f"returned {form!r} from charge_form (expected a function or None)")
+    return form
+
+
+def kernel_for(rule: CompiledRule, base: Mapping[str, Any]) -> RuleKernel | None:
+    """The kernel of ``rule`` under the rule set's ``base`` request fields
+    (:func:`paysplit.operations.request_base`), or None when the rule needs the
+    general path: a pooled source, a ``to`` clause or installments, a distribution,
+    preferences, more than one order, operation or outcome guards, or a filter, order
+    or split guard without a charge form."""
+    if (
+        type(rule.source.impl) is not PaymentSource
+        or _overrides(rule.source, "skip_reason", Source)
+        or rule.targets is not None
+        or rule.to_installments
+        or rule.distribution is not None
+        or rule.preferences
+        or len(rule.orders) > 1
+    ):
+        return None
+    guards: tuple[CompiledClause[Guard], ...] = (*base.get("settings_guards", ()), *rule.guards)
+    if any(
+        _overrides(g, "check_operation", Guard) or _overrides(g, "check_outcome", Guard)
+        for g in guards
+    ):
+        return None
+    split_guards = [
+        g
+        for g in guards
+        if _overrides(g, "check_split", Guard)
+        and getattr(g.impl, "speaks_only_beyond_limits", False) is not True
+    ]
+    filters: list[tuple[CompiledClause[Filter], ChargeFilter]] = []
+    for flt in rule.filters:
+        form = _charge_form(flt)
+        if form is None:
+            return None
+        filters.append((flt, form))
+    order: tuple[CompiledClause[Order], ChargeKey] | None = None
+    if rule.orders:
+        form = _charge_form(rule.orders[0])
+        if form is None:
+            return None
+        order = (rule.orders[0], form)
+    checks: list[tuple[CompiledClause[Guard], ChargeGuard]] = []
+    for guard in split_guards:
+        form = _charge_form(guard)
+        if form is None:
+            return None
+        checks.append((guard, form))
+    return RuleKernel(rule, base, tuple(filters), order, tuple(checks))
+
+
+def _oldest_first(charge: Charge) -> int:
+    return charge.date.toordinal()
+
+
+class RuleKernel:
+    """A simple rule, ready to run on accounts (made by :func:`kernel_for`)."""
+
+    def __init__(
+        self,
+        rule: CompiledRule,
+        base: Mapping[str, Any],
+        filters: tuple[tuple[CompiledClause[Filter], ChargeFilter], ...],
+        order: tuple[CompiledClause[Order], ChargeKey] | None,
+        checks: tuple[tuple[CompiledClause[Guard], ChargeGuard], ...],
+    ) -> None:
+        self.rule = rule
+        self.name = rule.name
+        self.rule_at = str(rule.location)
+        self.source_at = str(rule.source.location)
+        self.filters = tuple((clause, form, str(clause.location)) for clause, form in filters)
+        # (the clauses are kept for coverage and messages; the kernel calls the forms)
+        self.order = order
+        self.order_at = str(order[0].location) if order is not None else self.rule_at
+        self.checks = tuple((form, str(clause.location)) for clause, form in checks)
+        self.opt_in_kinds: frozenset[str] = base.get("opt_in_kinds", frozenset())
+        admitted: set[str] = set()
+        for scope in rule.scopes:
+            admitted |= set(scope.impl.admitted_kinds)
+        self.barred_kinds = self.opt_in_kinds - admitted
+        """Opt-in kinds no scope of the rule admits: never targets."""
+        self.default_unearned_type: str = base.get("default_unearned_type", "prepayment")
+        self._nothing = (  # the same for every payment: made once (they are frozen)
+            PlanWarning(
+                message=f"rule {self.name} found no charge to pay: nothing to do",
+                clause=self.rule_at,
+            ),
+            PlanWarning(
+                message=f"rule {self.name} found nothing to pay: every candidate was skipped "
+                "(see the trace)",
+                clause=self.rule_at,
+            ),
+            PlanWarning(
+                message=f"rule {self.name} made no split: see the trace for why",
+                clause=self.rule_at,
+            ),
+        )
+
+    # -- one account -----------------------------------------------------------------
+    def run_account(
+        self,
+        account: Account,
+        figures: AccountFigures,
+        run_date: dt.date,
+        queue: Sequence[str],
+        *,
+        trace: bool = True,
+    ) -> list[tuple[str, PlanDraft]] | None:
+        """The rule applied to each payment of ``queue`` in turn, each seeing the splits
+        the earlier ones made: what ``apply_rule`` then ``apply_to_account`` give, payment
+        after payment (a plan is applied unless it is empty; none here is blocked).
+
+        None when plugin code raised or returned something the contract does not allow
+        (say a sort key that cannot be compared): the caller then runs the account on
+        the general path, which says exactly what went wrong, or (a clause that failed
+        only on a charge the general path never asks about) gives the plans.
+        """
+        try:
+            return self._run(account, figures, run_date, queue, trace)
+        except Exception:  # _Irregular, or plugin code raised: the general path says which
+            return None
+
+    def _run(
+        self,
+        account: Account,
+        figures: AccountFigures,
+        run_date: dt.date,
+        queue: Sequence[str],
+        trace: bool,
+    ) -> list[tuple[str, PlanDraft]]:
+        charges = account.charges
+        by_id = {p.id: p for p in account.payments}
+        # What does not depend on the payment, once per account: the rule's order of the
+        # charges (ties by ledger position) and why a filter skips a charge. Without a
+        # scope clause a payment pays only its own patient's charges: only those count.
+        if self.rule.scopes:
+            wanted = range(len(charges))
+        else:
+            payers = {by_id[payment_id].patient for payment_id in queue}
+            wanted = [at for at, charge in enumerate(charges) if charge.patient in payers]
+        considered = [charges[at] for at in wanted]
+        form = self.order[1] if self.order is not None else _oldest_first
+        keys = list(map(form, considered))
+        # One order for every payment is the order of each payment's own charges only
+        # when the keys are totally ordered: whole numbers (dates as ordinals, amounts)
+        # or texts. Other keys run on the general path, which sorts per payment.
+        kind = type(keys[0]) if keys else int
+        if kind not in (int, str) or any(type(k) is not kind for k in keys):
+            raise _Irregular
+        order = [wanted[n] for n in sorted(range(len(keys)), key=keys.__getitem__)]
+        skipped: dict[int, tuple[str, str] | None] = dict.fromkeys(wanted)
+        for _, check, where in self.filters:
+            for at, reason in zip(wanted, map(check, considered), strict=True):
+                if reason is not None and skipped[at] is None:
+                    skipped[at] = (str(reason), where)
+        if self.barred_kinds:
+            for at in wanted:
+                charge = charges[at]
+                if charge.kind in self.barred_kinds:
+                    skipped[at] = (
+                        f"{charge.id} is of kind {charge.kind}, which is a target only when a "
+                        f"scope clause of the rule admits it",
+                        self.rule_at,
+                    )
+        split_ids = {s.id for s in account.splits}
+        existing: dict[str, int] = {}
+        for split in account.splits:
+            existing[split.payment] = existing.get(split.payment, 0) + 1
+        balances: dict[str, Cents] = {}  # before this run's first payment, once read
+        plans: list[tuple[str, PlanDraft]] = []
+        for number, payment_id in enumerate(queue, start=1):
+            payment = by_id[payment_id]
+            if payment.void or payment.type != "payment":
+                raise _Irregular
+            plan = self._run_payment(
+                account, figures, payment, run_date, order, skipped, balances, split_ids,
+                existing, trace,
+            )  # fmt: skip
+            plans.append((payment_id, plan))
+            if number < len(queue) and not plan.is_empty:
+                for row in plan.splits:
+                    balances[row[2]] -= row[4]  # the next payment sees this one's splits
+                if self.rule.scopes:
+                    # A scope clause sees the account as the plans so far left it.
+                    account = apply_to_account(account, plan)
+        return plans
+
+    def _scope(self, account: Account, patient: str) -> list[str]:
+        if not self.rule.scopes:
+            return [patient]
+        known = [p.id for p in account.patients]
+        wanted = {patient}
+        for scope in self.rule.scopes:
+            for other in scope.impl.target_patients(account, patient):
+                if other not in known:
+                    raise _Irregular
+                wanted.add(other)
+        return [p for p in known if p in wanted]
+
+    def _run_payment(
+        self,
+        account: Account,
+        figures: AccountFigures,
+        payment: Payment,
+        run_date: dt.date,
+        order: list[int],
+        skipped: dict[int, tuple[str, str] | None],
+        balances: dict[str, Cents],
+        split_ids: set[str],
+        existing: dict[str, int],
+        trace: bool,
+    ) -> PlanDraft:
+        rows: list[TraceRow] = []
+        warnings: list[PlanWarning] = []
+        payer = payment.payer
+        payment_id = payment.id
+        patients = self._scope(account, payment.patient)
+        in_scope = set(patients)
+        credit = figures.unallocated(payment)
+        charges = account.charges
+        rule_at = self.rule_at
+
+        if trace:
+            # Charges out of scope, in ledger order, as _RuleRun.candidates says them.
+            why: dict[str, str] = {}
+            only = f", and rule {self.name} pays only charges of {', '.join(patients)}"
+            for charge in charges:
+                patient = charge.patient
+                if patient in in_scope:
+                    continue
+                end = why.get(patient)
+                if end is None:
+                    end = why[patient] = (
+                        f" is a charge of {patient}{only} (no scope clause includes {patient})"
+                    )
+                rows.append((None, charge.id, False, 0, charge.id + end, rule_at))
+
+        # The targets in scope, in the rule's order, each checked before anything is paid.
+        in_scope_count = 0
+        eligible: list[tuple[Charge, Cents]] = []
+        for at in order:
+            charge = charges[at]
+            if charge.patient not in in_scope:
+                continue
+            in_scope_count += 1
+            reason = skipped[at]
+            if reason is None:
+                balance = balances.get(charge.id)
+                if balance is None:
+                    balance = balances[charge.id] = figures.balance(charge)
+                allocatable = charge_amounts(balance, charge.insurance_estimate, payer, 0)[2]
+                if allocatable > 0:
+                    eligible.append((charge, allocatable))
+                    continue
+                if not trace:
+                    continue
+                reason = (charge_unpaid_reason(charge, balance, payer), rule_at)
+            if trace:
+                rows.append((None, charge.id, False, 0, reason[0], reason[1]))
+
+        # Pay them in order from the payment's credit.
+        splits: list[SplitRow] = []
+        left = credit
+        unearned_type = payment.unearned_type or self.default_unearned_type
+        count = existing.get(payment_id, 0)
+        for charge, allocatable in eligible:
+            if left <= 0:
+                if trace:
+                    bar = self._verdict(payment, charge, probe=True, warnings=warnings)
+                    if bar is None:
+                        bar = (f"nothing left of {payment_id} to pay {charge.id}", self.source_at)
+                    rows.append((payment_id, charge.id, False, 0, bar[0], bar[1]))
+                continue
+            amount = allocatable if allocatable < left else left
+            refused = self._verdict(payment, charge, probe=False, warnings=warnings)
+            if refused is not None:
+                if trace:
+                    rows.append((payment_id, charge.id, False, 0, refused[0], refused[1]))
+                continue
+            while True:
+                count += 1
+                split_id = f"{payment_id}-{count}"
+                if split_id not in split_ids:
+                    split_ids.add(split_id)
+                    break
+            splits.append(
+                (split_id, payment_id, charge.id, None, amount, f"T-{split_id}", unearned_type)
+            )
+            left -= amount
+            if trace:
+                rows.append(
+                    (
+                        payment_id,
+                        charge.id,
+                        True,
+                        amount,
+                        f"paid {format_cents(amount)} of the {format_cents(allocatable)} due",
+                        self.order_at,
+                    )
+                )
+        existing[payment_id] = count
+
+        credits = self._leftover(payment, left)
+        if not splits:
+            self._explain_nothing(payment, credit, in_scope_count, eligible, warnings)
+        return PlanDraft(
+            operation="apply",
+            rule=self.name,
+            blocked=None,
+            splits=splits,
+            credits=credits,
+            unallocated={payment_id: left},  # (a leftover credit names this payment too)
+            warnings=tuple(warnings),
+            trace=rows,
+            date=run_date,
+        )
+
+    def _verdict(
+        self, payment: Payment, charge: Charge, *, probe: bool, warnings: list[PlanWarning]
+    ) -> tuple[str, str] | None:
+        """The split guards' refusal (reason, clause), or None; a real split's warnings
+        are noted (a probe's are not), as ``_RuleRun.check_split`` does."""
+        if not self.checks:
+            return None
+        said: list[PlanWarning] = []
+        for form, where in self.checks:
+            verdict = form(payment, charge)
+            if verdict is None:
+                continue
+            if isinstance(verdict, Refuse):
+                return verdict.reason, where
+            if isinstance(verdict, Warn):
+                said.append(PlanWarning(message=verdict.message, clause=where))
+                continue
+            raise _Irregular
+        if not probe:
+            for warning in said:
+                if warning not in warnings:
+                    warnings.append(warning)
+        return None
+
+    def _leftover(self, payment: Payment, left: Cents) -> tuple[PlannedCredit, ...]:
+        clause = self.rule.leftover
+        if clause is None or left <= 0:
+            return ()
+        note = clause.impl.leftover(payment, left)
+        if note is None:
+            return ()
+        if not isinstance(note, CreditNote):
+            raise _Irregular
+        if note == payment.credit:
+            return ()
+        return (
+            PlannedCredit(
+                payment=payment.id,
+                amount=left,
+                due_to=note.due_to,
+                memo=note.memo,
+                provider=note.provider,
+                office=note.office,
+            ),
+        )
+
+    def _explain_nothing(
+        self,
+        payment: Payment,
+        credit: Cents,
+        candidates: int,
+        eligible: list[tuple[Charge, Cents]],
+        warnings: list[PlanWarning],
+    ) -> None:
+        """The warning of a plan that makes no split, as ``_RuleRun.explain_nothing``."""
+        if credit <= 0:
+            warning = PlanWarning(
+                message=f"payment {payment.id} has nothing unallocated: nothing to do",
+                clause=self.source_at,
+            )
+        else:
+            warning = self._nothing[0 if not candidates else 1 if not eligible else 2]
+        if warning not in warnings:
+            warnings.append(warning)

@@ -1,0 +1,289 @@
+"""The batch's fast path for simple rules (:mod:`paysplit.rule_kernel`) changes nothing.
+
+A ``from payment`` rule whose filters, order and split guards all have charge
+forms runs on the charges themselves in ``paysplit batch``. On generated ledgers
+(the strategy of ``test_properties.py``) and generated simple rules, these tests
+check that it gives, payment after payment, the plans the general path gives (the
+same bytes, trace included), that ``--trace none`` gives the same plans with an
+empty trace, that it is really used (it did not fall back), and that every rule
+it cannot run exactly goes to the general path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from test_properties import AS_OF, BUILTIN, ledgers, profile
+
+from paysplit.batch import BatchSpec, Worker, payments_to_apply
+from paysplit.cli import main
+from paysplit.errors import PaysplitError
+from paysplit.figures import AccountFigures
+from paysplit.ledger import Account, Charge, LedgerHeader
+from paysplit.ledger_io import ledger_from_document
+from paysplit.plans import PlanDraft
+from paysplit.rule_kernel import kernel_for
+
+NEGATIVE_WARN, NEGATIVE_ALLOW = "negative unallocated warn", "negative unallocated allow"
+CONDITIONS = (
+    "status in (due_patient, pending_patient)",
+    "status not in (collection, due_insurance)",
+    "status = due_patient",
+    "status != pending_payer",
+    "kind in (procedure, debit)",
+    "kind = adjustment",
+    "provider = DR1",
+    "provider != DR2",
+    "office in (MAIN, EAST)",
+    'code != "D1110"',
+    "amount >= 100",
+    "amount < 5.99",
+    "date > 2024-06-01",
+    "date <= 2025-01-15",
+    "insurance_estimate = 0",
+    "appointment = AP1",
+)
+
+
+def _conditions(depth: int = 0) -> st.SearchStrategy[str]:
+    if depth >= 2:
+        return st.sampled_from(CONDITIONS)
+    inner = _conditions(depth + 1)
+    return st.one_of(
+        st.sampled_from(CONDITIONS),
+        st.builds(lambda a, b: f"{a} and {b}", inner, inner),
+        st.builds(lambda a, b: f"({a} or {b})", inner, inner),
+        st.builds(lambda a: f"not ({a})", inner),
+    )
+
+
+@st.composite
+def simple_rule_files(draw: st.DrawFn) -> str:
+    """A rule file with one rule, ``simple``, that the fast path can run."""
+    clauses: list[str] = []
+    if draw(st.booleans()):
+        clauses.append("from payment")
+    order = draw(st.sampled_from([None, "oldest first", "newest first"]))
+    if order:
+        clauses.append(order)
+    clauses += [f"where {draw(_conditions())}" for _ in range(draw(st.integers(0, 2)))]
+    clauses += draw(
+        st.lists(
+            st.sampled_from(["no cross-doctor", "include dependents", "include account"]),
+            max_size=2,
+            unique=True,
+        )
+    )
+    if draw(st.booleans()):
+        clauses.append("include debits")
+    leftover = draw(
+        st.sampled_from(
+            [None, "leftover keep", "leftover credit due patient", "leftover credit due insurance"]
+        )
+    )
+    if leftover:
+        clauses.append(leftover)
+    if not clauses:
+        clauses.append("oldest first")
+    settings = [
+        s
+        for s in (
+            draw(st.sampled_from([None, NEGATIVE_WARN, NEGATIVE_ALLOW])),
+            draw(st.sampled_from([None, "overpay charge warn"])),
+            draw(st.sampled_from([None, "no cross-doctor"])),
+            draw(st.sampled_from([None, "default unearned type copay"])),
+        )
+        if s
+    ]
+    lines = ["settings:", *(f"    {s}" for s in settings), ""] if settings else []
+    lines.append(f"rule simple: {', '.join(draw(st.permutations(clauses)))}")
+    return "\n".join(lines) + "\n"
+
+
+@contextmanager
+def _workers(text: str) -> Iterator[tuple[Worker, Worker]]:
+    """Workers of the same rule file: with the trace, and with ``--trace none``."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "simple.rules"
+        path.write_text(text, encoding="utf-8")
+        spec = BatchSpec(rule_files=(str(path),), rule="simple", allowed_plugins=tuple(BUILTIN))
+        yield Worker(spec), Worker(dataclasses.replace(spec, trace=False))
+
+
+@contextmanager
+def _worker(text: str, trace: bool = True) -> Iterator[Worker]:
+    with _workers(text) as (full, bare):
+        yield full if trace else bare
+
+
+def _general(worker: Worker, account: Account, fields: dict[str, Any]) -> Any:
+    """The batch's allocation step on the general path (the kernel set aside)."""
+    kernel, worker.kernel = worker.kernel, None
+    try:
+        return worker.allocate_account(account, fields, AS_OF)
+    except PaysplitError as error:
+        return error
+    finally:
+        worker.kernel = kernel
+
+
+def _json(plans: list[tuple[str, PlanDraft]]) -> list[tuple[str, bytes]]:
+    return [(payment_id, plan.to_json()) for payment_id, plan in plans]
+
+
+@given(ledgers(), simple_rule_files(), st.booleans())
+@profile(0.5)
+def test_the_fast_path_gives_the_general_paths_plans(doc: Any, rule_text: str, trace: bool) -> None:
+    ledger = ledger_from_document(doc, "generated")
+    fields = {name: getattr(ledger, name) for name in LedgerHeader.model_fields}
+    with _worker(rule_text, trace) as worker:
+        kernel = worker.kernel
+        assert kernel is not None, rule_text
+        for account in ledger.accounts:
+            want = _general(worker, account, fields)
+            figures = AccountFigures.of(account)
+            queue = payments_to_apply(account, figures)
+            got = kernel.run_account(account, figures, AS_OF, queue, trace=trace)
+            if isinstance(want, PaysplitError):  # (stock clauses never fail; kept honest)
+                assert got is None
+                continue
+            assert got is not None, "the fast path fell back on stock clauses"
+            assert _json(got) == _json(want)
+            if not trace:
+                assert all(plan.trace == [] for _, plan in got)
+
+
+@given(ledgers(), simple_rule_files())
+@profile(0.25)
+def test_trace_none_keeps_everything_but_the_trace(doc: Any, rule_text: str) -> None:
+    ledger = ledger_from_document(doc, "generated")
+    fields = {name: getattr(ledger, name) for name in LedgerHeader.model_fields}
+    with _workers(rule_text) as (full, bare):
+        kernels = (full.kernel, bare.kernel)
+        for fast in (True, False):  # the fast path and the general path alike
+            full.kernel, bare.kernel = kernels if fast else (None, None)
+            for account in ledger.accounts:
+                try:
+                    traced = full.allocate_account(account, fields, AS_OF)
+                except PaysplitError:
+                    continue
+                plain = bare.allocate_account(account, fields, AS_OF)
+                for (pid, with_trace), (qid, without) in zip(traced, plain, strict=True):
+                    assert pid == qid
+                    assert without.trace == []
+                    with_trace.trace = []
+                    assert without.to_json() == with_trace.to_json()
+
+
+@pytest.mark.parametrize(
+    ("rule", "why"),
+    [
+        ("from unallocated, oldest first", "a pooled source"),
+        ("oldest first, match provider", "a preference"),
+        ("oldest first, only when payment covers balance", "an outcome guard"),
+        ("oldest first, block on unattached negative adjustments", "an operation guard"),
+        ("oldest first, whole charges only", "a split guard that weighs amounts"),
+        ("largest first", "an order by the allocatable amount"),
+        ("oldest first, where balance > 10", "a filter on the balance"),
+        ("oldest first, where age > 30 days", "a filter on the age"),
+        ("oldest first, where payment.payer = patient", "a filter on the payment"),
+        ("order by code", "an explicit order"),
+        ("to installments, oldest first", "installments"),
+    ],
+)
+def test_rules_the_fast_path_cannot_run_exactly_use_the_general_path(rule: str, why: str) -> None:
+    with _worker(f"rule simple: {rule}\n") as worker:
+        assert worker.kernel is None, why
+
+
+def test_the_benchmark_rule_runs_on_the_fast_path() -> None:
+    text = "rule simple: oldest first where status in (due_patient, pending_patient), " + (
+        "no cross-doctor\n"
+    )
+    with _worker(text) as worker:
+        assert worker.kernel is not None
+        assert worker.kernel.filters[0][2] == f"{worker.rules.files[0]}:1:27"
+
+
+# --- a vendor's clause that breaks its promise only where the general path never looks --
+def _skip_first_charge_only(charge: Charge) -> str | None:
+    if charge.id == "C1":
+        raise ValueError("C1 is not mine")
+    return None
+
+
+def test_a_charge_form_that_fails_sends_the_account_to_the_general_path() -> None:
+    """A charge form is asked about every charge of the account, the general path only
+    about those in scope: a form that raises makes the kernel give up the account (None),
+    and the batch runs it on the general path, whose plans are what counts."""
+    smith = Path("examples/ledgers/smith_family.json")
+    ledger = ledger_from_document(json.loads(smith.read_text()), "smith")
+    fields = {name: getattr(ledger, name) for name in LedgerHeader.model_fields}
+    with _worker("rule simple: oldest first, where kind = procedure\n") as worker:
+        kernel = worker.kernel
+        assert kernel is not None
+        account = ledger.accounts[0]
+        want = _general(worker, account, fields)
+        broken: Callable[[Charge], str | None] = _skip_first_charge_only
+        clause, _, where = kernel.filters[0]
+        kernel.filters = ((clause, broken, where),)
+        figures = AccountFigures.of(account)
+        queue = payments_to_apply(account, figures)
+        if any(c.id == "C1" for c in account.charges):
+            assert kernel.run_account(account, figures, AS_OF, queue) is None
+        got = worker.allocate_account(account, fields, AS_OF)
+        assert _json(got) == _json(want)
+
+
+def test_kernel_for_refuses_a_charge_form_that_is_not_a_function() -> None:
+    with _worker("rule simple: oldest first\n") as worker:
+        rule = worker.rule
+        order = rule.orders[0]
+        impl = order.impl
+
+        class Odd(type(impl)):  # type: ignore[misc]
+            def charge_form(self) -> Any:
+                return "oldest"
+
+        odd = dataclasses.replace(order, impl=Odd(), plugin="acme.orders")
+        with pytest.raises(PaysplitError) as raised:
+            kernel_for(dataclasses.replace(rule, orders=(odd,)), {})
+        assert "acme.orders" in str(raised.value)
+        assert "returned 'oldest' from charge_form (expected a function or None)" in str(
+            raised.value
+        )
+
+
+# --- the command line ----------------------------------------------------------------
+def test_batch_trace_none_writes_the_plans_without_their_trace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    doc = json.loads(Path("examples/ledgers/smith_family.json").read_text())
+    accounts = doc.pop("accounts")
+    source = tmp_path / "smith.jsonl"
+    source.write_text("\n".join([json.dumps(doc)] + [json.dumps(a) for a in accounts]) + "\n")
+    out_full, out_bare = tmp_path / "full", tmp_path / "bare"
+    common = ["batch", "--rules", "rules/apply_automatically.rules", "--rule", "due_patient"]
+    common += ["--in", str(source)]
+    assert main([*common, "--out", str(out_full)]) == 0
+    assert main([*common, "--out", str(out_bare), "--trace", "none"]) == 0
+    traced = [json.loads(x) for x in (out_full / "smith.plans.jsonl").read_text().splitlines()]
+    plain = [json.loads(x) for x in (out_bare / "smith.plans.jsonl").read_text().splitlines()]
+    assert traced and len(traced) == len(plain)
+    assert any(line["plan"]["trace"] for line in traced)
+    for with_trace, without in zip(traced, plain, strict=True):
+        assert without["plan"]["trace"] == []
+        with_trace["plan"]["trace"] = []
+        assert without == with_trace
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "x"), "--trace", "some"]) == 2
+    assert "'some' is not one of 'full', 'none'" in capsys.readouterr().err
