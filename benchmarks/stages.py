@@ -2,6 +2,7 @@
 
     python -m benchmarks.stages                    # the first 5,000 accounts of the 20k ledger
     python -m benchmarks.stages --accounts 2000
+    python -m benchmarks.stages --trace none       # plans without their trace
     pip install pyinstrument && python -m pyinstrument -m benchmarks.stages   # inside a stage
 
 Each stage is timed on its own over the same accounts, so the numbers add up
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--accounts", type=int, default=5_000)
     parser.add_argument("--rounds", type=int, default=3, help="best of this many rounds")
+    parser.add_argument(
+        "--trace", choices=("full", "none"), default="full", help="as paysplit batch --trace"
+    )
     args = parser.parse_args(argv)
 
     from paysplit.batch import BatchSpec, Worker, plan_line
@@ -54,7 +58,11 @@ def main(argv: list[str] | None = None) -> int:
     from paysplit.ledger import Account
 
     ledger = ledger_for(20_000)
-    worker = Worker(BatchSpec(rule_files=(str(rule_file().resolve()),), rule=RULE_NAME))
+    worker = Worker(
+        BatchSpec(
+            rule_files=(str(rule_file().resolve()),), rule=RULE_NAME, trace=args.trace == "full"
+        )
+    )
     header, fields = worker.header(str(ledger.resolve()))
     run_date = worker.run_date(header)
     with open(ledger, "rb") as stream:
@@ -125,7 +133,10 @@ def main(argv: list[str] | None = None) -> int:
         one_round()
         loop_round()
 
-    print(f"{n:,} accounts; CPU microseconds per account, best of {args.rounds} rounds\n")
+    print(
+        f"{n:,} accounts, --trace {args.trace}; CPU microseconds per account, "
+        f"best of {args.rounds} rounds\n"
+    )
     print("| stage | paysplit | hand-written loop |")
     print("| --- | ---: | ---: |")
     rows = [
