@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import sys
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -26,9 +27,9 @@ from pydantic import (
     PlainValidator,
     StrictBool,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, core_schema
 
-from paysplit.money import Amount, Cents, JsonNumber
+from paysplit.money import Amount, Cents, JsonInt, JsonMode, JsonNumber
 
 FORMAT = "paysplit-ledger/1"
 
@@ -114,6 +115,57 @@ def _extra_data(value: object) -> dict[str, Any]:
     return value if type(value) is dict else dict(value)
 
 
+def _json_extra(value: object) -> dict[str, Any]:
+    """``extra`` as ``model_validate_json`` hands it over (the fast reader's JSON mode).
+
+    Integers become :class:`~paysplit.money.JsonInt`, as the ledger reader makes them. A
+    number with a fraction or an exponent arrives as a float, its text already lost, so it
+    is refused here: the ledger reader, which keeps it as a
+    :class:`~paysplit.money.JsonNumber`, decides about it. Same depth rule as
+    :func:`_extra_data`; the values are the reader's own, converted in place.
+    """
+    if type(value) is not dict:
+        raise PydanticCustomError("extra_type", "extra must be an object")
+    pending: list[tuple[dict[str, Any] | list[Any], int]] = [(value, 1)]
+    while pending:
+        node, depth = pending.pop()
+        if depth > EXTRA_MAX_DEPTH:
+            raise PydanticCustomError(
+                "extra_depth", f"extra is nested more than {EXTRA_MAX_DEPTH} levels deep"
+            )
+        items: Any = node.items() if type(node) is dict else enumerate(node)
+        for key, child in items:
+            kind = type(child)
+            if kind is str or kind is bool or child is None:
+                continue
+            if kind is int:
+                node[key] = _json_int(child)
+            elif kind is dict or kind is list:
+                pending.append((child, depth + 1))
+            else:
+                raise PydanticCustomError(
+                    "extra_json_number",
+                    "a number with a fraction or an exponent in extra is read by the ledger "
+                    "reader, which keeps its text",
+                )
+    return value
+
+
+_SMALL_INT = 10**18
+
+
+def _json_int(value: int) -> JsonInt:
+    """A JSON integer as the ledger reader makes it; one of more digits than Python converts
+    from text (``sys.get_int_max_str_digits``) is kept as its text there, so refused here."""
+    if not -_SMALL_INT < value < _SMALL_INT:
+        limit = sys.get_int_max_str_digits()
+        if limit and abs(value) >= 10**limit:
+            raise PydanticCustomError(
+                "extra_json_number", "an integer this long is kept as its text by the reader"
+            )
+    return JsonInt(value)
+
+
 def _text(value: object) -> object:
     """Refuse a JSON number where text is expected, as pydantic refuses ``15``.
 
@@ -126,13 +178,41 @@ def _text(value: object) -> object:
     return value
 
 
-Text = Annotated[str, BeforeValidator(_text)]
+# Each type below has its own schema for JSON mode (``model_validate_json``, the fast reader
+# of paysplit.ledger_fast), checked in pydantic-core without a Python call where it can be;
+# Python mode (``model_validate``) is what the validators before ``JsonMode`` make it. The
+# JSON schemas may refuse more (the reader then takes the slow path), never accept more.
+Text = Annotated[str, BeforeValidator(_text), JsonMode(core_schema.str_schema())]
 """A text field: a JSON string, never a JSON number (``15`` and ``1.5`` alike are refused)."""
-Day = Annotated[dt.date, BeforeValidator(_day)]
+Day = Annotated[
+    dt.date,
+    BeforeValidator(_day),
+    JsonMode(
+        core_schema.chain_schema(
+            [
+                # No spaces around the date here (Python mode strips them).
+                core_schema.str_schema(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"),
+                core_schema.date_schema(),
+            ]
+        )
+    ),
+]
 """A calendar date written ``YYYY-MM-DD``."""
-Moment = Annotated[NaiveDatetime, BeforeValidator(_moment)]
+Moment = Annotated[
+    NaiveDatetime,
+    BeforeValidator(_moment),
+    JsonMode(
+        core_schema.chain_schema(
+            [core_schema.str_schema(), core_schema.datetime_schema(tz_constraint="naive")]
+        )
+    ),
+]
 """A local date and time, ISO 8601 without a zone."""
-ExtraData = Annotated[dict[str, Any], PlainValidator(_extra_data)]
+ExtraData = Annotated[
+    dict[str, Any],
+    PlainValidator(_extra_data),
+    JsonMode(core_schema.no_info_plain_validator_function(_json_extra)),
+]
 """Practice-system data under ``extra``: any JSON object, kept as read."""
 
 

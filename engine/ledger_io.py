@@ -19,6 +19,11 @@ load runs the same passes, each owned by a module of its own:
   memory;
 * :mod:`paysplit.ledger_write`: JSON text for a ledger, written atomically.
 
+An account line of a JSON Lines ledger is first offered to :mod:`paysplit.ledger_fast`,
+which reads a valid line in one pydantic-core call and vouches for it; any line it
+cannot vouch for (a problem, or a form only the exact reader reads) takes the passes
+above, so what loads and every problem reported are the same either way.
+
 Invariants of a ledger that loads live in :mod:`paysplit.invariants`.
 """
 
@@ -34,6 +39,7 @@ from pydantic import ValidationError
 
 from paysplit.errors import LedgerError, Problem, UsageError
 from paysplit.ledger import Account, Ledger, LedgerHeader
+from paysplit.ledger_fast import fast_account
 from paysplit.ledger_json import (
     DEFAULT_MAX_LEDGER_BYTES,
     LEDGER_FORMATS,
@@ -299,11 +305,17 @@ def account_from_line(
     """
     where = f"line {line_number} " if line_number is not None else "the line "
     raw = raw.rstrip(b"\r\n") if isinstance(raw, bytes) else raw.rstrip("\r\n")
+    one_call = len(raw) <= ONE_CALL_BYTES
+    if one_call:
+        # Almost every line is valid: pydantic-core reads it in one call, and only a line
+        # that shortcut cannot vouch for is read the exact way below (paysplit.ledger_fast).
+        account = fast_account(raw, _practice_of(header), max_bytes=ONE_CALL_BYTES)
+        if account is not None:
+            return account
     try:
         doc, found = parse_json(raw, where, one_line=True)
     except Unreadable as error:
         raise LedgerError(source, [Problem(path_prefix, str(error))]) from None
-    one_call = len(raw) <= ONE_CALL_BYTES
     return _account_from(doc, source, header, path_prefix, found, one_call=one_call)
 
 

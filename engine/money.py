@@ -9,12 +9,15 @@ places (``"100.00"``, ``"-15.00"``). A float never touches money: a Python
 
 from __future__ import annotations
 
+import functools
+import operator
 import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, TypeAlias
 
-from pydantic import PlainSerializer, PlainValidator
-from pydantic_core import PydanticCustomError
+from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, PlainSerializer, PlainValidator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import PydanticCustomError, core_schema
 
 Cents: TypeAlias = int
 """An amount of money as a whole number of cents."""
@@ -152,9 +155,81 @@ def _validate_amount(value: Any) -> Cents:
         raise PydanticCustomError("amount", str(exc)) from None
 
 
+def _json_amount(value: Any) -> Cents:
+    """An amount as ``model_validate_json`` hands it over: a JSON integer is whole currency
+    units (the :class:`JsonInt` the ledger reader makes); a JSON number with a fraction or an
+    exponent arrives as a float and is refused, as a float always is (the ledger reader, which
+    keeps its exact text, decides about it)."""
+    return _validate_amount(JsonInt(value) if type(value) is int else value)
+
+
+_MAX_UNITS = MAX_CENTS // 100
+_JSON_AMOUNT = core_schema.union_schema(
+    [
+        # "217.93": the usual amount, to cents without a Python frame ("-0.05" -> "-005" -> -5).
+        core_schema.chain_schema(
+            [
+                core_schema.str_schema(pattern=r"^-?[0-9]{1,12}\.[0-9]{2}$"),
+                core_schema.no_info_plain_validator_function(
+                    operator.methodcaller("replace", ".", "")
+                ),
+                core_schema.int_schema(),
+            ]
+        ),
+        # 501: a JSON integer is whole currency units.
+        core_schema.chain_schema(
+            [
+                core_schema.int_schema(strict=True, gt=-_MAX_UNITS, lt=_MAX_UNITS),
+                core_schema.no_info_plain_validator_function(functools.partial(operator.mul, 100)),
+            ]
+        ),
+        # Anything else is read (or refused) as the ledger reader's value would be.
+        core_schema.no_info_plain_validator_function(_json_amount),
+    ],
+    mode="left_to_right",
+)
+"""How ``model_validate_json`` reads an amount: exactly, never from a float."""
+
+
+class JsonMode:
+    """An ``Annotated`` marker: validate the field with ``schema`` in JSON mode.
+
+    ``model_validate_json`` (the fast reader, :mod:`paysplit.ledger_fast`) then checks the
+    field in pydantic-core as far as it can, while ``model_validate`` (Python mode, every
+    other reader) stays exactly what the annotations before the marker make it. The JSON
+    schema may refuse more than the Python one (the reader then falls back to the path that
+    explains why), never accept more nor give another value.
+    """
+
+    __slots__ = ("schema",)
+
+    def __init__(self, schema: core_schema.CoreSchema) -> None:
+        self.schema = schema
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> core_schema.CoreSchema:
+        return core_schema.json_or_python_schema(
+            json_schema=self.schema, python_schema=handler(source)
+        )
+
+    def __get_pydantic_json_schema__(
+        self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # The documented shape is the Python mode's, as it was before the marker (with the
+        # serializer of an annotation after it, such as Amount's).
+        if schema["type"] == "json-or-python":
+            outer = schema.get("serialization")
+            schema = schema["python_schema"]
+            if outer is not None:
+                schema = {**schema, "serialization": outer}
+        return handler(schema)
+
+
 Amount = Annotated[
     Cents,
     PlainValidator(_validate_amount, json_schema_input_type=str),
+    JsonMode(_JSON_AMOUNT),
     PlainSerializer(format_cents, return_type=str, when_used="json"),
 ]
 """A model field holding cents, read from any exact form and written as "0.00" in JSON."""

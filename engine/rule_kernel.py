@@ -193,6 +193,7 @@ class RuleKernel:
         # What does not depend on the payment, once per account: the rule's order of the
         # charges (ties by ledger position) and why a filter skips a charge. Without a
         # scope clause a payment pays only its own patient's charges: only those count.
+        wanted: Sequence[int]
         if self.rule.scopes:
             wanted = range(len(charges))
         else:
