@@ -76,6 +76,15 @@ from paysplit.policy import (
     Target,
     Warn,
 )
+from paysplit.rule_reasons import (
+    kind_not_admitted,
+    leftover_credit,
+    nothing_left,
+    nothing_to_do,
+    nothing_unallocated,
+    out_of_scope_end,
+    paid,
+)
 from paysplit.rules import CompiledClause, CompiledRule
 from paysplit.target_views import Room, charge_amounts, unpaid_reason
 
@@ -509,7 +518,6 @@ class _RuleRun:
         chosen = self.request.charge_ids
         trace = self.trace
         rule_at = self.rule_at
-        only = f", and rule {self.rule.name} pays only charges of {', '.join(patients)}"
         why: dict[str, str] = {}  # out-of-scope patient -> the end of the sentence
         for charge, at in zip(charges, positions, strict=True):
             charge_id = charge.id
@@ -517,12 +525,9 @@ class _RuleRun:
                 continue  # (a charge candidate is selected by its own id only)
             patient = charge.patient
             if patient not in in_scope:
-                # as _out_of_scope says it
                 end = why.get(patient)
                 if end is None:
-                    end = why[patient] = (
-                        f" is a charge of {patient}{only} (no scope clause includes {patient})"
-                    )
+                    end = why[patient] = out_of_scope_end(patient, self.rule.name, patients)
                 trace.append((None, charge_id, False, 0, charge_id + end, rule_at))
                 continue
             result.append(_Candidate(charge, at))
@@ -530,10 +535,7 @@ class _RuleRun:
 
     def _out_of_scope(self, target: str, patient: str, patients: Sequence[str]) -> None:
         self.note(
-            target,
-            f"{target} is a charge of {patient}, and rule {self.rule.name} pays only "
-            f"charges of {', '.join(patients)} (no scope clause includes {patient})",
-            self.rule_at,
+            target, target + out_of_scope_end(patient, self.rule.name, patients), self.rule_at
         )
 
     def view(self, candidate: _Candidate) -> Target:
@@ -631,11 +633,7 @@ class _RuleRun:
             and charge.kind in self.request.opt_in_kinds
             and charge.kind not in self.admitted_kinds
         ):
-            return (
-                f"{charge.id} is of kind {charge.kind}, which is a target only when a "
-                f"scope clause of the rule admits it",
-                self.rule_at,
-            )
+            return kind_not_admitted(charge), self.rule_at
         payment = self.request.payment
         for flt, skip_reason, where in self.filters:
             reason = call_clause(flt, "skip_reason", skip_reason, target, payment)
@@ -896,9 +894,7 @@ class _RuleRun:
                 need -= amount
                 made_for.append((source.id, candidate.id, amount))
                 preferred = self.preferred_by(source, target) if rule.preferences else None
-                reason = (
-                    f"paid {format_cents(amount)} of the {format_cents(target.allocatable)} due"
-                )
+                reason = paid(amount, target.allocatable)
                 clause_at = order_at
                 if preferred is not None:
                     reason += f"; {preferred.text}: matching credit and charges come first"
@@ -914,10 +910,11 @@ class _RuleRun:
                 self.note(candidate.id, bar[0], bar[1], source=bar[2])
             elif not considered:
                 shown = payment.id if payment is not None and not rule.pooled else None
-                what = f"nothing left of {shown}" if shown else "no credit left"
                 self.note(
                     candidate.id,
-                    f"{what} to pay {candidate.id}",
+                    nothing_left(shown, candidate.id)
+                    if shown
+                    else f"no credit left to pay {candidate.id}",
                     str(rule.source.location),
                     source=shown,
                 )
@@ -974,16 +971,7 @@ class _RuleRun:
                 raise refuse(clause, f"returned {note!r} from leftover (expected a CreditNote)")
             if note == source.credit:
                 continue
-            credits.append(
-                PlannedCredit(
-                    payment=source.id,
-                    amount=amount,
-                    due_to=note.due_to,
-                    memo=note.memo,
-                    provider=note.provider,
-                    office=note.office,
-                )
-            )
+            credits.append(leftover_credit(source.id, amount, note))
         return credits
 
     def explain_nothing(
@@ -996,20 +984,12 @@ class _RuleRun:
         rule = self.rule
         if credit_before <= 0:
             if payment is not None and not rule.pooled:
-                message = f"payment {payment.id} has nothing unallocated: nothing to do"
+                message = nothing_unallocated(payment.id)
             else:
                 message = (
                     f"account {self.account.id} has no unallocated credit that rule "
                     f"{rule.name} may draw on: nothing to do"
                 )
             self.warn(message, str(rule.source.location))
-        elif not candidates:
-            self.warn(f"rule {rule.name} found no charge to pay: nothing to do", self.rule_at)
-        elif not eligible:
-            self.warn(
-                f"rule {rule.name} found nothing to pay: every candidate was skipped "
-                "(see the trace)",
-                self.rule_at,
-            )
         else:
-            self.warn(f"rule {rule.name} made no split: see the trace for why", self.rule_at)
+            self.warn(nothing_to_do(rule.name, bool(candidates), bool(eligible)), self.rule_at)

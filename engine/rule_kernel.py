@@ -30,9 +30,18 @@ from paysplit.clause_calls import call_clause, refuse
 from paysplit.core_clauses import PaymentSource
 from paysplit.figures import AccountFigures
 from paysplit.ledger import Account, Charge, CreditNote, Payment
-from paysplit.money import Cents, format_cents
+from paysplit.money import Cents
 from paysplit.plans import PlanDraft, PlannedCredit, PlanWarning, SplitRow, TraceRow
 from paysplit.policy import Filter, Guard, Order, Refuse, Source, Verdict, Warn
+from paysplit.rule_reasons import (
+    kind_not_admitted,
+    leftover_credit,
+    nothing_left,
+    nothing_to_do,
+    nothing_unallocated,
+    out_of_scope_end,
+    paid,
+)
 from paysplit.rules import CompiledClause, CompiledRule
 from paysplit.target_views import charge_amounts, charge_unpaid_reason
 
@@ -140,20 +149,9 @@ class RuleKernel:
         self.barred_kinds = self.opt_in_kinds - admitted
         """Opt-in kinds no scope of the rule admits: never targets."""
         self.default_unearned_type: str = base.get("default_unearned_type", "prepayment")
-        self._nothing = (  # the same for every payment: made once (they are frozen)
-            PlanWarning(
-                message=f"rule {self.name} found no charge to pay: nothing to do",
-                clause=self.rule_at,
-            ),
-            PlanWarning(
-                message=f"rule {self.name} found nothing to pay: every candidate was skipped "
-                "(see the trace)",
-                clause=self.rule_at,
-            ),
-            PlanWarning(
-                message=f"rule {self.name} made no split: see the trace for why",
-                clause=self.rule_at,
-            ),
+        self._nothing = tuple(  # the same for every payment: made once (they are frozen)
+            PlanWarning(message=nothing_to_do(self.name, candidates, eligible), clause=self.rule_at)
+            for candidates, eligible in ((False, False), (True, False), (True, True))
         )
 
     # -- one account -----------------------------------------------------------------
@@ -218,11 +216,7 @@ class RuleKernel:
             for at in wanted:
                 charge = charges[at]
                 if charge.kind in self.barred_kinds:
-                    skipped[at] = (
-                        f"{charge.id} is of kind {charge.kind}, which is a target only when a "
-                        f"scope clause of the rule admits it",
-                        self.rule_at,
-                    )
+                    skipped[at] = (kind_not_admitted(charge), self.rule_at)
         split_ids = {s.id for s in account.splits}
         existing: dict[str, int] = {}
         for split in account.splits:
@@ -284,16 +278,13 @@ class RuleKernel:
         if trace:
             # Charges out of scope, in ledger order, as _RuleRun.candidates says them.
             why: dict[str, str] = {}
-            only = f", and rule {self.name} pays only charges of {', '.join(patients)}"
             for charge in charges:
                 patient = charge.patient
                 if patient in in_scope:
                     continue
                 end = why.get(patient)
                 if end is None:
-                    end = why[patient] = (
-                        f" is a charge of {patient}{only} (no scope clause includes {patient})"
-                    )
+                    end = why[patient] = out_of_scope_end(patient, self.name, patients)
                 rows.append((None, charge.id, False, 0, charge.id + end, rule_at))
 
         # The targets in scope, in the rule's order, each checked before anything is paid.
@@ -329,7 +320,7 @@ class RuleKernel:
                 if trace:
                     bar = self._verdict(payment, charge, probe=True, warnings=warnings)
                     if bar is None:
-                        bar = (f"nothing left of {payment_id} to pay {charge.id}", self.source_at)
+                        bar = (nothing_left(payment_id, charge.id), self.source_at)
                     rows.append((payment_id, charge.id, False, 0, bar[0], bar[1]))
                 continue
             amount = allocatable if allocatable < left else left
@@ -355,7 +346,7 @@ class RuleKernel:
                         charge.id,
                         True,
                         amount,
-                        f"paid {format_cents(amount)} of the {format_cents(allocatable)} due",
+                        paid(amount, allocatable),
                         self.order_at,
                     )
                 )
@@ -411,16 +402,7 @@ class RuleKernel:
             raise _Irregular
         if note == payment.credit:
             return ()
-        return (
-            PlannedCredit(
-                payment=payment.id,
-                amount=left,
-                due_to=note.due_to,
-                memo=note.memo,
-                provider=note.provider,
-                office=note.office,
-            ),
-        )
+        return (leftover_credit(payment.id, left, note),)
 
     def _explain_nothing(
         self,
@@ -433,7 +415,7 @@ class RuleKernel:
         """The warning of a plan that makes no split, as ``_RuleRun.explain_nothing``."""
         if credit <= 0:
             warning = PlanWarning(
-                message=f"payment {payment.id} has nothing unallocated: nothing to do",
+                message=nothing_unallocated(payment.id),
                 clause=self.source_at,
             )
         else:
