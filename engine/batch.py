@@ -211,6 +211,8 @@ class Summary:
     out: str
     files: tuple[FileSummary, ...]
     chunks: int
+    trace: bool = True
+    """False for ``--trace none``: the plans were written without their trace."""
 
     def to_json(self) -> dict[str, Any]:
         c = self.counts
@@ -226,6 +228,7 @@ class Summary:
             "engine": self.engine,
             "workers": self.workers,
             "chunks": self.chunks,
+            "trace": "full" if self.trace else "none",
             "out": self.out,
             "errors_file": os.path.join(self.out, ERRORS_FILE),
             "files": [{"input": f.input, "plans": f.plans, **asdict(f.counts)} for f in self.files],
@@ -927,6 +930,7 @@ def run_batch(
                 for f in files
             ),
             chunks=len(chunks),
+            trace=spec.trace,
         )
         output.commit(summary)
     except BaseException as error:

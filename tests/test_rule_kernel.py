@@ -284,6 +284,8 @@ def test_batch_trace_none_writes_the_plans_without_their_trace(
         assert without["plan"]["trace"] == []
         with_trace["plan"]["trace"] = []
         assert without == with_trace
+    assert json.loads((out_full / "summary.json").read_text())["trace"] == "full"
+    assert json.loads((out_bare / "summary.json").read_text())["trace"] == "none"
     capsys.readouterr()
     assert main([*common, "--out", str(tmp_path / "x"), "--trace", "some"]) == 2
     assert "'some' is not one of 'full', 'none'" in capsys.readouterr().err
