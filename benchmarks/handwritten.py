@@ -54,18 +54,22 @@ class Payment(NamedTuple):
     refunds: str | None
 
 
+class Split(NamedTuple):
+    id: str
+    payment: str
+    charge: str | None
+    amount: int
+
+
 class Account(NamedTuple):
+    """One account as read: typed records with int cents, nothing summed yet."""
+
     id: str
     charges: list[Charge]
     payments: list[Payment]
-    adjusted: dict[str, int]
-    """Attached adjustments by charge id."""
-    paid: dict[str, int]
-    """Splits (of payments that are not void) by charge id."""
-    allocated: dict[str, int]
-    """Splits by payment id (void payments left out)."""
-    split_ids: set[str]
-    split_count: dict[str, int]
+    adjustments: list[tuple[str, int]]
+    """(charge id, cents) of the attached adjustments."""
+    splits: list[Split]
 
 
 def cents(value: Any) -> int:
@@ -113,35 +117,45 @@ def parse(line: str | bytes) -> Account:
         )
         for p in doc.get("payments", ())
     ]
+    adjustments = [
+        (a["charge"], cents(a["amount"]))
+        for a in doc.get("adjustments", ())
+        if a.get("charge") is not None
+    ]
+    splits = [
+        Split(s["id"], s["payment"], s.get("charge"), cents(s["amount"]))
+        for s in doc.get("splits", ())
+    ]
+    return Account(doc["id"], charges, payments, adjustments, splits)
+
+
+Made = tuple[str, str, str, int]
+"""A split the loop makes: (split id, payment id, charge id, cents)."""
+
+
+def allocate(account: Account) -> list[tuple[str, list[Made], int]]:
+    """Apply the rule to every payment with unallocated credit: (payment, splits, left) each.
+
+    It starts from the records as read and makes its own sums (what each charge was
+    paid and adjusted, what each payment has allocated and refunded), as paysplit's
+    allocation step makes the account's figures: both are timed doing the same work.
+    """
     adjusted: dict[str, int] = {}
-    for a in doc.get("adjustments", ()):
-        if a.get("charge") is not None:
-            adjusted[a["charge"]] = adjusted.get(a["charge"], 0) + cents(a["amount"])
-    void = {p.id for p in payments if p.void}
+    for charge_id, amount in account.adjustments:
+        adjusted[charge_id] = adjusted.get(charge_id, 0) + amount
+    void = {p.id for p in account.payments if p.void}
     paid: dict[str, int] = {}
     allocated: dict[str, int] = {}
     split_ids: set[str] = set()
     split_count: dict[str, int] = {}
-    for s in doc.get("splits", ()):
-        split_ids.add(s["id"])
-        payment_id = s["payment"]
-        split_count[payment_id] = split_count.get(payment_id, 0) + 1
-        if payment_id in void:
+    for s in account.splits:
+        split_ids.add(s.id)
+        split_count[s.payment] = split_count.get(s.payment, 0) + 1
+        if s.payment in void:
             continue
-        amount = cents(s["amount"])
-        allocated[payment_id] = allocated.get(payment_id, 0) + amount
-        charge_id = s.get("charge")
-        if charge_id is not None:
-            paid[charge_id] = paid.get(charge_id, 0) + amount
-    return Account(doc["id"], charges, payments, adjusted, paid, allocated, split_ids, split_count)
-
-
-Split = tuple[str, str, str, int]
-"""(split id, payment id, charge id, cents)."""
-
-
-def allocate(account: Account) -> list[tuple[str, list[Split], int]]:
-    """Apply the rule to every payment with unallocated credit: (payment, splits, left) each."""
+        allocated[s.payment] = allocated.get(s.payment, 0) + s.amount
+        if s.charge is not None:
+            paid[s.charge] = paid.get(s.charge, 0) + s.amount
     refunded: dict[str, int] = {}
     for p in account.payments:
         if p.type == "refund" and not p.void and p.refunds is not None:
@@ -150,7 +164,7 @@ def allocate(account: Account) -> list[tuple[str, list[Split], int]]:
     for position, p in enumerate(account.payments):
         if p.void or p.type != "payment":
             continue
-        left = p.amount - account.allocated.get(p.id, 0) - refunded.get(p.id, 0)
+        left = p.amount - allocated.get(p.id, 0) - refunded.get(p.id, 0)
         if left > 0:
             queue.append((p.date, position, p, left))
     queue.sort(key=lambda entry: (entry[0], entry[1]))
@@ -158,11 +172,9 @@ def allocate(account: Account) -> list[tuple[str, list[Split], int]]:
         (c for c in account.charges if c.status in DUE and c.kind != "debit"),
         key=lambda c: c.date,  # a stable sort keeps ledger order for equal dates
     )
-    paid = account.paid
-    adjusted = account.adjusted
     results = []
     for _, _, p, credit in queue:
-        made: list[Split] = []
+        made: list[Made] = []
         insurance = p.payer == "insurance"
         for c in ordered:
             if credit <= 0:
@@ -176,14 +188,14 @@ def allocate(account: Account) -> list[tuple[str, list[Split], int]]:
             if room <= 0:
                 continue
             take = credit if credit < room else room
-            count = account.split_count.get(p.id, 0)
+            count = split_count.get(p.id, 0)
             while True:
                 count += 1
                 split_id = f"{p.id}-{count}"
-                if split_id not in account.split_ids:
+                if split_id not in split_ids:
                     break
-            account.split_count[p.id] = count
-            account.split_ids.add(split_id)
+            split_count[p.id] = count
+            split_ids.add(split_id)
             made.append((split_id, p.id, c.id, take))
             paid[c.id] = paid.get(c.id, 0) + take
             credit -= take
@@ -222,7 +234,7 @@ def run(in_path: str, out_path: str) -> dict[str, int]:
     return {"accounts": accounts, "payments": payments, "splits": splits}
 
 
-def splits_of(accounts: Iterable[Account]) -> list[Split]:
+def splits_of(accounts: Iterable[Account]) -> list[Made]:
     """Every split the loop makes for these accounts, in order (for comparisons)."""
     return [s for a in accounts for _, made, _ in allocate(a) for s in made]
 

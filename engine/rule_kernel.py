@@ -187,7 +187,7 @@ class RuleKernel:
         trace: bool,
     ) -> list[tuple[str, PlanDraft]]:
         charges = account.charges
-        by_id = {p.id: p for p in account.payments}
+        by_id = figures.payments
         # What does not depend on the payment, once per account: the rule's order of the
         # charges (ties by ledger position) and why a filter skips a charge. Without a
         # scope clause a payment pays only its own patient's charges: only those count.
