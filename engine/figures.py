@@ -30,7 +30,7 @@ class AccountFigures:
     unattached_adjustments: Cents = 0
     """Sum of unattached (negative) adjustments: a credit on the account."""
     # The account's records by id are made when first read: the batch fast path reads
-    # neither, and for an account of 20 charges the dictionary is a quarter of the sums.
+    # neither, and for an account of 20 charges they were two thirds of the cost of `of`.
     _charges: dict[str, Charge] | None = field(default=None, repr=False, compare=False)
     _payments: dict[str, Payment] | None = field(default=None, repr=False, compare=False)
 
