@@ -170,6 +170,10 @@ class Counts:
     """Plans a policy blocked: reported in errors.jsonl, not in the plans file."""
     errors: int = 0
     """Accounts (or header lines) that could not be read or processed."""
+    fast_path: int = 0
+    """Accounts whose plans the rule's fast path made (:mod:`paysplit.rule_kernel`); the
+    others ran on the general core (a rule without a fast path, or an account a plugin's
+    charge form failed on: the same plans, only slower)."""
 
     def add(self, other: Counts) -> None:
         self.accounts += other.accounts
@@ -178,6 +182,7 @@ class Counts:
         self.credits += other.credits
         self.blocked += other.blocked
         self.errors += other.errors
+        self.fast_path += other.fast_path
 
 
 @dataclass(frozen=True)
@@ -223,6 +228,7 @@ class Summary:
             "credits": c.credits,
             "blocked": c.blocked,
             "errors": c.errors,
+            "fast_path": c.fast_path,
             "seconds": round(self.seconds, 3),
             "rule": self.rule,
             "engine": self.engine,
@@ -397,6 +403,8 @@ class Worker:
         self._request_base = request_base(self.rules)
         self.kernel = kernel_for(rule, self._request_base)
         """The rule's fast path (:mod:`paysplit.rule_kernel`), when it has one."""
+        self.fast_path_accounts = 0
+        """Accounts whose plans :attr:`kernel` made, in this process so far."""
         self._headers: dict[tuple[str, int, int], tuple[LedgerHeader, dict[str, Any]]] = {}
 
     # -- headers ---------------------------------------------------------------------
@@ -419,6 +427,7 @@ class Worker:
     def run_chunk(self, chunk: Chunk, plans: IO[bytes], errors: IO[bytes]) -> Counts:
         """Read the chunk's lines one at a time, and write plans and errors as they come."""
         counts = Counts()
+        fast_before = self.fast_path_accounts
         out = _Out(plans, errors)
         header, fields = self.header(chunk.file.path)
         run_date = self.run_date(header)
@@ -436,6 +445,7 @@ class Worker:
                         chunk.file, raw, line_no, header, fields, run_date, out, counts
                     )
                 line_no += 1
+        counts.fast_path = self.fast_path_accounts - fast_before
         return counts
 
     def run_account(
@@ -515,6 +525,7 @@ class Worker:
         if self.kernel is not None:
             made = self.kernel.run_account(account, figures, run_date, queue, trace=trace)
             if made is not None:
+                self.fast_path_accounts += 1
                 return made
         plans: list[tuple[str, PlanDraft]] = []
         base = self._request_base

@@ -12,6 +12,7 @@ import importlib.util
 import itertools
 import json
 import multiprocessing
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -295,6 +296,9 @@ def test_a_corrupt_line_and_a_blocked_account_leave_the_rest_alone(
         "blocked": 1,
         "errors": 2,
     }
+    # `careful` blocks on the account's unattached credit (an operation guard): it has no
+    # fast path, and the summary says every account ran on the general core.
+    assert stored["fast_path"] == summary.counts.fast_path == 0
     assert stored["seconds"] >= 0
 
 
@@ -471,7 +475,9 @@ def test_the_command_takes_several_files_after_one_in(
         [*args, "--out", str(tmp_path / "out"), "--workers", "2"], capsys
     )
     assert code == 0, stderr
-    assert "accounts" in stdout and "5" in stdout
+    assert re.search(r"^ *accounts +5 *$", stdout, re.MULTILINE), stdout
+    # due_patient has a fast path, and it ran every account, in both workers.
+    assert re.search(r"^ *fast path +5 *$", stdout, re.MULTILINE), stdout
     assert (tmp_path / "out" / "a.plans.jsonl").exists()
     assert (tmp_path / "out" / "b.plans.jsonl").exists()
 

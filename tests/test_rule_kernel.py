@@ -238,10 +238,11 @@ def test_a_charge_form_that_fails_sends_the_account_to_the_general_path() -> Non
         kernel.filters = ((clause, broken, where),)
         figures = AccountFigures.of(account)
         queue = payments_to_apply(account, figures)
-        if any(c.id == "C1" for c in account.charges):
-            assert kernel.run_account(account, figures, AS_OF, queue) is None
+        assert any(c.id == "C1" for c in account.charges)
+        assert kernel.run_account(account, figures, AS_OF, queue) is None
         got = worker.allocate_account(account, fields, AS_OF)
         assert _json(got) == _json(want)
+        assert worker.fast_path_accounts == 0  # (the batch summary's fast_path)
 
 
 def test_kernel_for_refuses_a_charge_form_that_is_not_a_function() -> None:
@@ -284,8 +285,12 @@ def test_batch_trace_none_writes_the_plans_without_their_trace(
         assert without["plan"]["trace"] == []
         with_trace["plan"]["trace"] = []
         assert without == with_trace
-    assert json.loads((out_full / "summary.json").read_text())["trace"] == "full"
-    assert json.loads((out_bare / "summary.json").read_text())["trace"] == "none"
+    summary_full = json.loads((out_full / "summary.json").read_text())
+    summary_bare = json.loads((out_bare / "summary.json").read_text())
+    assert (summary_full["trace"], summary_bare["trace"]) == ("full", "none")
+    # due_patient has a fast path, and every account of the ledger ran on it.
+    assert summary_full["fast_path"] == summary_bare["fast_path"] == len(accounts)
+    assert summary_full["files"][0]["fast_path"] == len(accounts)
     capsys.readouterr()
     assert main([*common, "--out", str(tmp_path / "x"), "--trace", "some"]) == 2
     assert "'some' is not one of 'full', 'none'" in capsys.readouterr().err

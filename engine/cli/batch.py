@@ -105,6 +105,7 @@ def _print_summary(summary: Summary) -> None:
         ("credits", c.credits),
         ("blocked", c.blocked),
         ("errors", c.errors),
+        ("fast path", c.fast_path),
     ):
         table.add_row(label, f"{value:,}")
     table.add_row("seconds", f"{summary.seconds:.1f} ({per_second:,.0f} accounts/s)")
