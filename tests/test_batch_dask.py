@@ -15,6 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import dask
 import distributed  # the dask extra: make installs it
 import pytest
 
@@ -102,9 +103,23 @@ def test_dask_on_a_running_cluster_writes_what_the_local_engine_writes(
     ]  # no staging folder, no part files left
 
 
-def test_dask_starts_and_closes_its_own_local_cluster(data: dict[str, Any]) -> None:
+def test_dask_starts_and_closes_its_own_local_cluster(
+    data: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The cluster the batch starts has no profiler sampling the tasks (docs/batch.md).
+    seen: dict[str, Any] = {}
+    local_cluster = distributed.LocalCluster
+
+    def cluster_as_started(*args: Any, **kwargs: Any) -> Any:
+        seen["profile"] = dask.config.get("distributed.worker.profile.enabled")
+        return local_cluster(*args, **kwargs)
+
+    monkeypatch.setattr(distributed, "LocalCluster", cluster_as_started)
     out = data["folder"] / "dask-own"
     summary = run_batch(data["spec"], data["inputs"], out, engine="dask", workers=2, chunk_size=40)
     assert outputs(out) == outputs(data["local"])
     assert summary.workers == 2
     assert json.loads((out / "summary.json").read_text())["workers"] == 2
+    assert seen == {"profile": False}
+    # (only for the run: the caller's Dask configuration is its own)
+    assert dask.config.get("distributed.worker.profile.enabled") is True
