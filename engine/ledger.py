@@ -219,7 +219,12 @@ ExtraData = Annotated[
 class Record(BaseModel):
     """Base of every ledger record: frozen, strict about unknown fields."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # cache_strings="keys": pydantic-core's default looks every text value of a JSON
+    # line up in its string cache; a ledger's values are mostly ids seen once, and the
+    # lookups cost 10-12% of reading an account (docs/performance.md, round 5).
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, cache_strings="keys"
+    )
 
     extra: ExtraData | None = Field(default=None, exclude_if=_no_extra)
     """Practice-system data paysplit keeps as it is and never reads."""
