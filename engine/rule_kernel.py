@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
 from paysplit.apply import apply_to_account
@@ -43,7 +44,7 @@ from paysplit.rule_reasons import (
     paid,
 )
 from paysplit.rules import CompiledClause, CompiledRule
-from paysplit.target_views import charge_amounts, charge_unpaid_reason
+from paysplit.target_views import charge_unpaid_reason
 
 __all__ = ["RuleKernel", "kernel_for"]
 
@@ -118,6 +119,10 @@ def kernel_for(rule: CompiledRule, base: Mapping[str, Any]) -> RuleKernel | None
     return RuleKernel(rule, base, tuple(filters), order, tuple(checks))
 
 
+_WHOLE_NUMBERS, _TEXTS = frozenset({int}), frozenset({str})
+_KEY = itemgetter(0)
+
+
 def _oldest_first(charge: Charge) -> int:
     return charge.date.toordinal()
 
@@ -188,35 +193,61 @@ class RuleKernel:
     ) -> list[tuple[str, PlanDraft]]:
         charges = account.charges
         by_id = figures.payments
-        # What does not depend on the payment, once per account: the rule's order of the
-        # charges (ties by ledger position) and why a filter skips a charge. Without a
-        # scope clause a payment pays only its own patient's charges: only those count.
-        wanted: Sequence[int]
-        if self.rule.scopes:
-            wanted = range(len(charges))
-        else:
-            payers = {by_id[payment_id].patient for payment_id in queue}
-            wanted = [at for at, charge in enumerate(charges) if charge.patient in payers]
-        considered = [charges[at] for at in wanted]
+        # What does not depend on the payment, once per account, in one pass over the
+        # charges: each one's sort key (ties by ledger position) and why it is skipped, as
+        # _RuleRun.target_check says it (a kind the rule does not admit, else the first
+        # filter that skips it). Without a scope clause a payment pays only its own
+        # patient's charges: only those count.
+        payers = None if self.rule.scopes else {by_id[p].patient for p in queue}
         form = self.order[1] if self.order is not None else _oldest_first
-        keys = list(map(form, considered))
+        filters, barred, rule_at = self.filters, self.barred_kinds, self.rule_at
+        keys: list[Any] = []
+        skipped: dict[int, tuple[str, str] | None] = {}
+        in_lane: dict[str, int] = {}  # each patient's charges in scope, skipped or not
+        ranked: list[tuple[Any, int, str]] = []  # (key, position, patient) of those to pay
+        for at, charge in enumerate(charges):
+            patient = charge.patient
+            if payers is not None and patient not in payers:
+                continue
+            key = form(charge)
+            keys.append(key)
+            reason = None
+            if charge.kind in barred:
+                reason = (kind_not_admitted(charge), rule_at)
+            else:
+                for _, check, where in filters:
+                    said = check(charge)
+                    if said is not None:
+                        reason = (str(said), where)
+                        break
+            skipped[at] = reason
+            in_lane[patient] = in_lane.get(patient, 0) + 1
+            # Without the trace and without a scope clause a skipped charge is never
+            # looked at again.
+            if reason is None or trace or payers is None:
+                ranked.append((key, at, patient))
         # One order for every payment is the order of each payment's own charges only
         # when the keys are totally ordered: whole numbers (dates as ordinals, amounts)
         # or texts. Other keys run on the general path, which sorts per payment.
-        kind = type(keys[0]) if keys else int
-        if kind not in (int, str) or any(type(k) is not kind for k in keys):
+        kinds = set(map(type, keys))
+        if not (kinds <= _WHOLE_NUMBERS or kinds <= _TEXTS):
             raise _Irregular
-        order = [wanted[n] for n in sorted(range(len(keys)), key=keys.__getitem__)]
-        skipped: dict[int, tuple[str, str] | None] = dict.fromkeys(wanted)
-        for _, check, where in self.filters:
-            for at, reason in zip(wanted, map(check, considered), strict=True):
-                if reason is not None and skipped[at] is None:
-                    skipped[at] = (str(reason), where)
-        if self.barred_kinds:
-            for at in wanted:
-                charge = charges[at]
-                if charge.kind in self.barred_kinds:
-                    skipped[at] = (kind_not_admitted(charge), self.rule_at)
+        ranked.sort(key=_KEY)  # stable: ties keep ledger order
+        # Without a scope clause a payment's targets are its own patient's charges: each
+        # patient's lane of the order, made once, saves every payment a pass over the
+        # others' (and, without the trace, over the charges a filter skips).
+        lanes: dict[str, list[int]] | None = None
+        order: list[int] = []
+        if payers is None:
+            order = [at for _, at, _ in ranked]
+        else:
+            lanes = {}
+            for _, at, patient in ranked:
+                lane = lanes.get(patient)
+                if lane is None:
+                    lanes[patient] = [at]
+                else:
+                    lane.append(at)
         split_ids = {s.id for s in account.splits}
         existing: dict[str, int] = {}
         for split in account.splits:
@@ -227,10 +258,17 @@ class RuleKernel:
             payment = by_id[payment_id]
             if payment.void or payment.type != "payment":
                 raise _Irregular
-            plan = self._run_payment(
-                account, figures, payment, run_date, order, skipped, balances, split_ids,
-                existing, trace,
-            )  # fmt: skip
+            if lanes is None:
+                plan = self._run_payment(
+                    account, figures, payment, run_date, order, skipped, balances, split_ids,
+                    existing, trace,
+                )  # fmt: skip
+            else:
+                plan = self._run_payment(
+                    account, figures, payment, run_date, lanes.get(payment.patient, []),
+                    skipped, balances, split_ids, existing, trace,
+                    lane_size=in_lane.get(payment.patient, 0),
+                )  # fmt: skip
             plans.append((payment_id, plan))
             if number < len(queue) and not plan.is_empty:
                 for row in plan.splits:
@@ -264,13 +302,20 @@ class RuleKernel:
         split_ids: set[str],
         existing: dict[str, int],
         trace: bool,
+        *,
+        lane_size: int | None = None,
     ) -> PlanDraft:
+        """One payment's plan. ``order`` is the charges' order (positions in the account);
+        with a ``lane_size``, it is the payment's own patient's lane: the ``lane_size``
+        charges in scope, or without the trace only those no filter skips."""
         rows: list[TraceRow] = []
         warnings: list[PlanWarning] = []
         payer = payment.payer
+        insurance = payer == "insurance"
         payment_id = payment.id
-        patients = self._scope(account, payment.patient)
-        in_scope = set(patients)
+        if lane_size is None or trace:
+            patients = self._scope(account, payment.patient)
+            in_scope = set(patients)
         credit = figures.unallocated(payment)
         charges = account.charges
         rule_at = self.rule_at
@@ -288,19 +333,22 @@ class RuleKernel:
                 rows.append((None, charge.id, False, 0, charge.id + end, rule_at))
 
         # The targets in scope, in the rule's order, each checked before anything is paid.
-        in_scope_count = 0
+        in_scope_count = lane_size or 0
         eligible: list[tuple[Charge, Cents]] = []
         for at in order:
             charge = charges[at]
-            if charge.patient not in in_scope:
-                continue
-            in_scope_count += 1
+            if lane_size is None:
+                if charge.patient not in in_scope:
+                    continue
+                in_scope_count += 1
             reason = skipped[at]
             if reason is None:
                 balance = balances.get(charge.id)
                 if balance is None:
                     balance = balances[charge.id] = figures.balance(charge)
-                allocatable = charge_amounts(balance, charge.insurance_estimate, payer, 0)[2]
+                # target_views.charge_amounts(balance, estimate, payer, 0)[2] when positive,
+                # inline: this runs for every charge a payment could pay
+                allocatable = balance if insurance else balance - charge.insurance_estimate
                 if allocatable > 0:
                     eligible.append((charge, allocatable))
                     continue
