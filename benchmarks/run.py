@@ -7,13 +7,16 @@
 
 For each size it generates (once, cached in ``bench-out/``) a seeded synthetic
 JSON Lines ledger, then measures, each in a fresh process and one after the
-other on the same data:
+other on the same data, in this order (each run right after the one it is
+compared with, :data:`COMPARED_WITH`):
 
 * ``handwritten``: :mod:`benchmarks.handwritten`, read + allocate + write;
 * ``paysplit w1``: ``run_batch`` with the local engine, one worker (in process);
-* ``paysplit w1 trace none``: the same with ``--trace none`` (plans without their trace);
 * ``paysplit w2``: the local engine with two worker processes;
 * ``dask w2``: a 2-worker Dask ``LocalCluster`` (processes, 1 thread each);
+* ``handwritten again``: the loop once more;
+* ``paysplit w1 trace none``: ``paysplit w1`` with ``--trace none`` (plans without
+  their trace);
 
 and, in this process, the allocation step alone (the compiled rule applied to
 accounts parsed beforehand, against the loop's allocation on the same
@@ -58,6 +61,14 @@ RULE_TEXT = """\
 rule bench "Due patient, oldest first, no cross-doctor":
     oldest first where status in (due_patient, pending_patient), no cross-doctor
 """
+AGAIN = "handwritten again"
+COMPARED_WITH = {
+    "paysplit w1": "handwritten",
+    "paysplit w2": "paysplit w1",
+    "dask w2": "paysplit w2",
+    "paysplit w1 trace none": AGAIN,
+}
+"""The run each run is compared with: the one just before it in a round."""
 ALLOCATION_SAMPLE = 5_000
 """Accounts parsed up front for the allocation-only measurement."""
 
@@ -178,12 +189,12 @@ def measure(command: list[str]) -> tuple[dict[str, Any], float, float, float, di
     return json.loads(output), seconds, peak_one, sampler.peak / (1 << 20), context
 
 
-def run_handwritten(ledger: Path, out: Path) -> Run:
+def run_handwritten(ledger: Path, out: Path, name: str = "handwritten") -> Run:
     result, seconds, peak, tree, context = measure(
         [sys.executable, "-m", "benchmarks.handwritten", str(ledger), str(out)]
     )
     return Run(
-        "handwritten",
+        name,
         result["accounts"],
         result["payments"],
         result["splits"],
@@ -409,20 +420,20 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for size in results["sizes"]:
         runs = {r["run"]: r for r in size["runs"]}
-        base = runs.get("handwritten")
-        w1 = runs.get("paysplit w1")
-        w2 = runs.get("paysplit w2")
         for row in size["runs"]:
             ratio = ""
-            if row["run"].startswith("paysplit w1") and base:
+            base = runs.get(COMPARED_WITH.get(row["run"], ""))
+            if base is None:
+                pass
+            elif row["run"].startswith("paysplit w1"):
                 ratio = (
-                    f"{row['accounts_per_s'] / base['accounts_per_s']:.2f}× handwritten "
+                    f"{row['accounts_per_s'] / base['accounts_per_s']:.2f}× {base['run']} "
                     f"({base['cpu_seconds'] / row['cpu_seconds']:.2f}× by CPU time)"
                 )
-            elif row["run"] == "paysplit w2" and w1:
-                ratio = f"{row['accounts_per_s'] / w1['accounts_per_s']:.2f}× w1"
-            elif row["run"] == "dask w2" and w2:
-                ratio = f"{row['seconds'] / w2['seconds']:.2f}× w2's time"
+            elif row["run"] == "paysplit w2":
+                ratio = f"{row['accounts_per_s'] / base['accounts_per_s']:.2f}× w1"
+            elif row["run"] == "dask w2":
+                ratio = f"{row['seconds'] / base['seconds']:.2f}× w2's time"
             lines.append(
                 f"| {row['accounts']:,} | {row['run']} | {row['seconds']:.1f} | "
                 f"{row['cpu_seconds']:.1f} | "
@@ -460,8 +471,9 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     smallest = min(by_size)
     for accounts, runs in sorted(by_size.items()):
         for name, label in (("paysplit w1", ""), ("paysplit w1 trace none", ", --trace none")):
-            if "handwritten" in runs and name in runs:
-                ratio = runs[name]["accounts_per_s"] / runs["handwritten"]["accounts_per_s"]
+            loop = runs.get(COMPARED_WITH[name])
+            if loop is not None and name in runs:
+                ratio = runs[name]["accounts_per_s"] / loop["accounts_per_s"]
                 found.append(
                     {
                         "name": f"end to end, 1 worker vs hand-written, {accounts:,} accounts"
@@ -561,11 +573,21 @@ def main(argv: list[str] | None = None) -> int:
         for _ in range(args.repeat):  # rounds: every run sees about the same machine
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir()
+            # Each run right after the run it is compared with (COMPARED_WITH): a shared
+            # machine drifts, and a pair minutes apart would measure the drift as well.
             rounds: list[Run] = []
             _report(rounds, run_handwritten(ledger, work / "handwritten.jsonl"))
             _report(rounds, run_paysplit("paysplit w1", ledger, work / "w1", "local", 1))
             compared = same_splits_on_sample(work / "w1" / plans, work / "handwritten.jsonl")
             plans_bytes = (work / "w1" / plans).stat().st_size
+            _report(rounds, run_paysplit("paysplit w2", ledger, work / "w2", "local", 2))
+            same_bytes(work / "w1" / plans, work / "w2" / plans)
+            if not args.skip_dask:
+                _report(rounds, run_paysplit("dask w2", ledger, work / "dask", "dask", 2))
+                same_bytes(work / "w1" / plans, work / "dask" / plans)
+            shutil.rmtree(work / "w2")
+            shutil.rmtree(work / "dask", ignore_errors=True)
+            _report(rounds, run_handwritten(ledger, work / "handwritten.jsonl", AGAIN))
             _report(
                 rounds,
                 run_paysplit("paysplit w1 trace none", ledger, work / "bare", "local", 1, False),
@@ -573,11 +595,6 @@ def main(argv: list[str] | None = None) -> int:
             same_splits_on_sample(work / "bare" / plans, work / "handwritten.jsonl")
             bare_bytes = (work / "bare" / plans).stat().st_size
             shutil.rmtree(work / "bare")
-            _report(rounds, run_paysplit("paysplit w2", ledger, work / "w2", "local", 2))
-            same_bytes(work / "w1" / plans, work / "w2" / plans)
-            if not args.skip_dask:
-                _report(rounds, run_paysplit("dask w2", ledger, work / "dask", "dask", 2))
-                same_bytes(work / "w1" / plans, work / "dask" / plans)
             for run in rounds:
                 if run.name not in best or run.seconds < best[run.name].seconds:
                     best[run.name] = run
