@@ -281,7 +281,7 @@ def same_bytes(a: Path, b: Path) -> None:
 
 
 # --- the allocation step alone ------------------------------------------------------
-def allocation_only(ledger: Path, sample: int, rounds: int = 3) -> dict[str, Any]:
+def allocation_only(ledger: Path, sample: int, rounds: int = 7) -> dict[str, Any]:
     """The compiled rule against accounts already parsed, and the loop on the same accounts.
 
     Both sides get the first ``sample`` accounts of ``ledger`` parsed beforehand (the
