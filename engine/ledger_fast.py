@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import itertools
 from collections.abc import Iterable, Iterator
-from operator import attrgetter, is_not, itemgetter
+from operator import attrgetter, is_not
 from typing import Any
 
 from pydantic import ValidationError
@@ -113,7 +113,7 @@ def _keys_read(records: list[Record]) -> int:
 # --------------------------------------------------------------------------
 _ID = attrgetter("id")
 _PATIENT = attrgetter("patient")
-_CHARGE_REFERENCES = itemgetter("id", "patient", "provider", "office", "appointment")
+_PROVIDER = attrgetter("provider")
 _GIVEN = functools.partial(is_not, None)
 """Keeps the references given: not None (an empty text is a reference, and must resolve)."""
 
@@ -147,14 +147,9 @@ def _references_sound(
     adjustments, payments = account.adjustments, account.payments
     plans, splits = account.plans, account.splits
 
-    # A charge's references in one pass over its fields (the bulk of an account's records):
-    # pydantic keeps a model's fields in its __dict__, and reading them there is a third
-    # of the cost of one attribute at a time through BaseModel's __getattr__ hook.
-    columns = list(zip(*map(_CHARGE_REFERENCES, map(vars, charges)), strict=True))
-    listed_ids, of_patients, of_providers, of_offices, of_appointments = columns or [()] * 5
     patient_ids = _ids(account.patients)
     appointment_ids = _ids(appointments)
-    charge_ids = set(listed_ids) if len(set(listed_ids)) == len(listed_ids) else None
+    charge_ids = _ids(charges)
     payment_ids = _ids(payments)
     split_ids = _ids(splits)
     if (
@@ -174,20 +169,17 @@ def _references_sound(
         if guarantor is not None and (guarantor == patient.id or guarantor not in patient_ids):
             return False
     if not (
-        patient_ids.issuperset(of_patients)
-        and patient_ids.issuperset(
-            map(_PATIENT, itertools.chain(appointments, adjustments, payments, plans))
+        patient_ids.issuperset(
+            map(_PATIENT, itertools.chain(appointments, charges, adjustments, payments, plans))
         )
-        and practice.provider_set.issuperset(of_providers)
+        and practice.provider_set.issuperset(map(_PROVIDER, charges))
         and practice.provider_set.issuperset(
             _given("provider", appointments, adjustments, payments, credits)
         )
-        and practice.office_set.issuperset(filter(_GIVEN, of_offices))
         and practice.office_set.issuperset(
-            _given("office", appointments, adjustments, payments, credits)
+            _given("office", appointments, charges, adjustments, payments, credits)
         )
-        and appointment_ids.issuperset(filter(_GIVEN, of_appointments))
-        and appointment_ids.issuperset(_given("appointment", payments))
+        and appointment_ids.issuperset(_given("appointment", charges, payments))
         and charge_ids.issuperset(_given("charge", adjustments, splits))
         and charge_ids.issuperset(itertools.chain.from_iterable(p.charges for p in plans))
         and payment_ids.issuperset(map(attrgetter("payment"), splits))

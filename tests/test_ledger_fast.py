@@ -1193,21 +1193,3 @@ def test_the_key_count_knows_every_record_an_account_holds() -> None:
         "plans.installments:Installment",
         "splits:Split",
     }
-
-
-def test_a_charges_references_are_read_from_its_fields_dictionary() -> None:
-    """paysplit.ledger_fast reads a charge's id and references from ``vars(charge)``, where
-    pydantic keeps a model's fields: if pydantic ever kept them elsewhere, this fails
-    before the fast reader does."""
-    from paysplit.ledger_fast import _CHARGE_REFERENCES
-
-    account = Account.model_validate_json(json.dumps(base_account()))
-    assert account.charges
-    for charge in account.charges:
-        assert _CHARGE_REFERENCES(vars(charge)) == (
-            charge.id,
-            charge.patient,
-            charge.provider,
-            charge.office,
-            charge.appointment,
-        )
