@@ -26,6 +26,10 @@ the library behind it:
   ``scheduler=ADDR``). Every process compiles the rules once. Chunk results
   are put together in chunk order, so the output is the same bytes whatever
   the engine and the number of workers.
+* **Modules**: :mod:`paysplit.batch_spec` (what a run is given and gives back, the
+  inputs cut into chunks), :mod:`paysplit.batch_worker` (one process's work),
+  :mod:`paysplit.batch_output` (the output folder); this module runs the engines
+  and is the library's face (``run_batch`` and every public name of the others).
 * **Output** in the ``out`` folder, written atomically (a temporary file,
   then a rename, once the whole run succeeded): ``<input stem>.plans.jsonl``
   per input file (one line per plan: account, line number, payment, plan),
@@ -43,32 +47,41 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import glob
 import importlib
-import json
 import logging
 import multiprocessing
 import os
-import secrets
-import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from paysplit.allocation import allocate_draft
-from paysplit.apply import apply_to_account
-from paysplit.atomic import sync_folder
-from paysplit.errors import LedgerError, PaysplitError, UsageError
-from paysplit.figures import AccountFigures
-from paysplit.ledger import Account, LedgerHeader
-from paysplit.ledger_io import account_from_line, iter_jsonl
-from paysplit.operations import payment_request, request_base
-from paysplit.plans import Plan, PlanDraft
-from paysplit.rule_kernel import kernel_for
-from paysplit.rules import CompiledRule, RuleSet
+from paysplit.batch_output import OutputFolder
+from paysplit.batch_spec import (
+    DEFAULT_CHUNK_SIZE,
+    BatchError,
+    BatchSpec,
+    Chunk,
+    ChunkResult,
+    Counts,
+    FileSummary,
+    InputFile,
+    Summary,
+    plan_chunks,
+    resolve_inputs,
+    scan_lines,
+)
+from paysplit.batch_worker import (
+    Worker,
+    payments_to_apply,
+    plan_line,
+    pool_task,
+    run_chunk_to_parts,
+    worker_for,
+)
+from paysplit.errors import LedgerError, UsageError
+from paysplit.ledger_io import iter_jsonl
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -87,666 +100,11 @@ __all__ = [
     "plan_line",
     "resolve_inputs",
     "run_batch",
+    "scan_lines",
 ]
 
 Engine = Literal["local", "dask"]
 ENGINES: tuple[Engine, ...] = ("local", "dask")
-DEFAULT_CHUNK_SIZE = 500
-"""Account lines per chunk: large enough that scheduling costs nothing, small enough
-that two workers finish within a fraction of a second of each other."""
-
-PLANS_SUFFIX = ".plans.jsonl"
-ERRORS_FILE = "errors.jsonl"
-SUMMARY_FILE = "summary.json"
-_BLOCK = 1 << 20
-"""Bytes read at a time when scanning an input for line starts."""
-
-
-class BatchError(PaysplitError):
-    """The run could not finish (an input vanished, the disk filled up): nothing written."""
-
-
-# --- what a run is given ------------------------------------------------------------
-@dataclass(frozen=True)
-class BatchSpec:
-    """Everything a worker needs to rebuild the run's rules: small, hashable, picklable."""
-
-    rule_files: tuple[str, ...]
-    """Made absolute by :func:`run_batch`: a Dask worker may run in another folder (or
-    on another machine that sees the same shared storage)."""
-    rule: str
-    disabled_plugins: tuple[str, ...] = ()
-    allowed_plugins: tuple[str, ...] | None = None
-    """The ``PAYSPLIT_PLUGINS`` allow-list as the driver saw it (None: every plugin)."""
-    as_of: dt.date | None = None
-    """``--as-of``: the run date for every ledger (as ``paysplit apply --as-of``)."""
-    today: dt.date | None = None
-    """The date the run started (set by :func:`run_batch`): the run date of a ledger
-    whose header has no ``as_of``, the same in every worker even across midnight."""
-    trace: bool = True
-    """``--trace full`` (True: every plan as ``paysplit apply --json`` prints it) or
-    ``--trace none`` (False: the same plans with an empty trace)."""
-
-
-@dataclass(frozen=True)
-class InputFile:
-    """One input ledger: the name the user gave (shown) and where to open it (absolute)."""
-
-    index: int
-    name: str
-    path: str
-    plans_name: str
-    """The output file's name in the ``out`` folder: ``<stem>.plans.jsonl``."""
-
-
-@dataclass(frozen=True)
-class Chunk:
-    """Consecutive account lines of one input: the unit of work given to a worker."""
-
-    index: int
-    """Position in the run: chunks are put together in this order."""
-    file: InputFile
-    start: int
-    """Byte offset of the chunk's first line."""
-    end: int
-    """Byte offset just past its last line."""
-    first_line: int
-    """Line number (from 1; the header is line 1) of the first line."""
-    lines: int
-
-
-# --- what a run gives back ----------------------------------------------------------
-@dataclass
-class Counts:
-    """What was done, summed over accounts, chunks, files and the whole run."""
-
-    accounts: int = 0
-    """Account lines read (blank lines are not accounts)."""
-    payments: int = 0
-    """Payments the rule was applied to (one plan each, blocked plans included)."""
-    splits: int = 0
-    credits: int = 0
-    blocked: int = 0
-    """Plans a policy blocked: reported in errors.jsonl, not in the plans file."""
-    errors: int = 0
-    """Accounts (or header lines) that could not be read or processed."""
-    fast_path: int = 0
-    """Accounts whose plans the rule's fast path made (:mod:`paysplit.rule_kernel`); the
-    others ran on the general core (a rule without a fast path, or an account a plugin's
-    charge form failed on: the same plans, only slower)."""
-
-    def add(self, other: Counts) -> None:
-        self.accounts += other.accounts
-        self.payments += other.payments
-        self.splits += other.splits
-        self.credits += other.credits
-        self.blocked += other.blocked
-        self.errors += other.errors
-        self.fast_path += other.fast_path
-
-
-@dataclass(frozen=True)
-class ChunkResult:
-    """A finished chunk: its counts, and (from a worker process) where its output is."""
-
-    index: int
-    counts: Counts
-    plans_part: str | None = None
-    errors_part: str | None = None
-    plans_bytes: int = 0
-    errors_bytes: int = 0
-
-
-@dataclass(frozen=True)
-class FileSummary:
-    input: str
-    plans: str
-    counts: Counts
-
-
-@dataclass(frozen=True)
-class Summary:
-    """The run, as ``summary.json`` holds it and ``paysplit batch`` prints it."""
-
-    counts: Counts
-    seconds: float
-    rule: str
-    engine: str
-    workers: int
-    out: str
-    files: tuple[FileSummary, ...]
-    chunks: int
-    trace: bool = True
-    """False for ``--trace none``: the plans were written without their trace."""
-
-    def to_json(self) -> dict[str, Any]:
-        c = self.counts
-        return {
-            "accounts": c.accounts,
-            "payments": c.payments,
-            "splits": c.splits,
-            "credits": c.credits,
-            "blocked": c.blocked,
-            "errors": c.errors,
-            "fast_path": c.fast_path,
-            "seconds": round(self.seconds, 3),
-            "rule": self.rule,
-            "engine": self.engine,
-            "workers": self.workers,
-            "chunks": self.chunks,
-            "trace": "full" if self.trace else "none",
-            "out": self.out,
-            "errors_file": os.path.join(self.out, ERRORS_FILE),
-            "files": [{"input": f.input, "plans": f.plans, **asdict(f.counts)} for f in self.files],
-        }
-
-
-# --- inputs and chunks -----------------------------------------------------------------
-def resolve_inputs(patterns: Sequence[str]) -> list[InputFile]:
-    """Expand globs, check every input exists, and name each one's plans file.
-
-    A pattern that matches nothing, a folder, or two inputs that would write the
-    same ``<stem>.plans.jsonl`` are usage errors. The same file named twice (by a
-    glob and by name, say) is read once.
-    """
-    if not patterns:
-        raise UsageError("batch needs input ledgers: --in PATH... (JSON Lines files or globs)")
-    found: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for pattern in patterns:
-        if glob.has_magic(pattern):
-            matches = sorted(glob.glob(pattern))
-            if not matches:
-                raise UsageError(f"--in {pattern}: no file matches this pattern")
-        else:
-            matches = [pattern]
-        for name in matches:
-            path = Path(name)
-            if not path.exists():
-                raise UsageError(f"--in {name}: no such file")
-            if path.is_dir():
-                raise UsageError(f"--in {name}: is a folder; give the JSON Lines files in it")
-            absolute = str(path.resolve())
-            if absolute not in seen:
-                seen.add(absolute)
-                found.append((name, absolute))
-    inputs: list[InputFile] = []
-    taken: dict[str, str] = {}
-    for index, (name, absolute) in enumerate(found):
-        plans_name = _stem(Path(name).name) + PLANS_SUFFIX
-        if plans_name in taken:
-            raise UsageError(
-                f"--in {taken[plans_name]} and {name} would both write {plans_name}: "
-                "rename one, or run them into different --out folders"
-            )
-        taken[plans_name] = name
-        inputs.append(InputFile(index, name, absolute, plans_name))
-    return inputs
-
-
-def _stem(filename: str) -> str:
-    for suffix in (".jsonl", ".ndjson", ".json"):
-        if filename.endswith(suffix) and len(filename) > len(suffix):
-            return filename[: -len(suffix)]
-    return Path(filename).stem or filename
-
-
-def scan_lines(path: str, chunk_size: int) -> Iterator[tuple[int, int, int, int]]:
-    """``(start, end, first_line, lines)`` of each run of ``chunk_size`` lines after line 1.
-
-    One pass over the bytes looking for newlines, a block at a time: nothing is
-    parsed and memory does not grow with the file (or with a very long line).
-    """
-    if chunk_size < 1:
-        raise UsageError("the chunk size must be at least 1")
-    with open(path, "rb") as stream:
-        offset = 0
-        while True:  # skip the header line without reading it whole
-            block = stream.read(_BLOCK)
-            if not block:
-                return
-            newline = block.find(b"\n")
-            if newline >= 0:
-                offset += newline + 1
-                break
-            offset += len(block)
-        stream.seek(offset)
-        start, first_line, counted = offset, 2, 0
-        base = offset
-        while True:
-            block = stream.read(_BLOCK)
-            if not block:
-                break
-            position = 0
-            while True:
-                wanted = chunk_size - counted
-                available = block.count(b"\n", position)
-                if available < wanted:
-                    counted += available
-                    break
-                for _ in range(wanted):
-                    position = block.index(b"\n", position) + 1
-                end = base + position
-                yield start, end, first_line, chunk_size
-                start, first_line, counted = end, first_line + chunk_size, 0
-            base += len(block)
-        if base > start:  # the lines after the last full chunk
-            stream.seek(base - 1)
-            unterminated = stream.read(1) != b"\n"
-            yield start, base, first_line, counted + (1 if unterminated else 0)
-
-
-def plan_chunks(inputs: Sequence[InputFile], chunk_size: int = DEFAULT_CHUNK_SIZE) -> list[Chunk]:
-    """Every input's account lines as chunks, numbered in input order."""
-    chunks: list[Chunk] = []
-    for file in inputs:
-        for start, end, first_line, lines in scan_lines(file.path, chunk_size):
-            chunks.append(Chunk(len(chunks), file, start, end, first_line, lines))
-    return chunks
-
-
-# --- the work of one process ----------------------------------------------------------
-def _load_rules(spec: BatchSpec) -> RuleSet:
-    """Load the plugins and compile the rule files, as every operation does."""
-    plugin_manager: Any = importlib.import_module("paysplit.plugin_manager")
-    compiler: Any = importlib.import_module("paysplit.compiler")
-    allowed = None if spec.allowed_plugins is None else list(spec.allowed_plugins)
-    plugins = plugin_manager.load(disabled=list(spec.disabled_plugins), allowed=allowed)
-    rules: RuleSet = compiler.load_rules(list(spec.rule_files), plugins)
-    return rules
-
-
-class _Out:
-    """Where one chunk's lines go: the plans and the errors stream."""
-
-    __slots__ = ("errors", "plans")
-
-    def __init__(self, plans: IO[bytes], errors: IO[bytes]) -> None:
-        self.plans = plans
-        self.errors = errors
-
-
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
-
-
-def _error_line(
-    file: InputFile,
-    line: int,
-    account: str | None,
-    kind: str,
-    reason: str,
-    **more: Any,
-) -> bytes:
-    record: dict[str, Any] = {
-        "file": file.name,
-        "line": line,
-        "account": account,
-        "kind": kind,
-        "reason": reason,
-    }
-    record.update(more)
-    return (_dumps(record) + "\n").encode("utf-8")
-
-
-class Worker:
-    """One process's share of a run: the rules compiled once, then chunk after chunk."""
-
-    def __init__(self, spec: BatchSpec) -> None:
-        self.spec = spec
-        self.rules = _load_rules(spec)
-        rule = self.rules.rule(spec.rule)
-        if rule is None:
-            known = ", ".join(sorted(self.rules.rules)) or "none"
-            files = ", ".join(self.rules.files) or "the rule files"
-            raise UsageError(f"there is no rule {spec.rule} in {files} (rules: {known})")
-        self.rule: CompiledRule = rule
-        self._request_base = request_base(self.rules)
-        self.kernel = kernel_for(rule, self._request_base)
-        """The rule's fast path (:mod:`paysplit.rule_kernel`), when it has one."""
-        self.fast_path_accounts = 0
-        """Accounts whose plans :attr:`kernel` made, in this process so far."""
-        self._headers: dict[tuple[str, int, int], tuple[LedgerHeader, dict[str, Any]]] = {}
-
-    # -- headers ---------------------------------------------------------------------
-    def header(self, path: str) -> tuple[LedgerHeader, dict[str, Any]]:
-        """The input's header (validated once per process and file) and its ledger fields."""
-        stat = os.stat(path)
-        key = (path, stat.st_size, stat.st_mtime_ns)
-        cached = self._headers.get(key)
-        if cached is None:
-            header, _ = iter_jsonl(path)
-            fields = {name: getattr(header, name) for name in LedgerHeader.model_fields}
-            cached = (header, fields)
-            self._headers = {key: cached}  # one input at a time: keep only the latest
-        return cached
-
-    def run_date(self, header: LedgerHeader) -> dt.date:
-        return self.spec.as_of or header.practice.as_of or self.spec.today or dt.date.today()
-
-    # -- chunks ----------------------------------------------------------------------
-    def run_chunk(self, chunk: Chunk, plans: IO[bytes], errors: IO[bytes]) -> Counts:
-        """Read the chunk's lines one at a time, and write plans and errors as they come."""
-        counts = Counts()
-        fast_before = self.fast_path_accounts
-        out = _Out(plans, errors)
-        header, fields = self.header(chunk.file.path)
-        run_date = self.run_date(header)
-        with open(chunk.file.path, "rb") as stream:
-            stream.seek(chunk.start)
-            left = chunk.end - chunk.start
-            line_no = chunk.first_line
-            while left > 0:
-                raw = stream.readline(left)
-                if not raw:
-                    break
-                left -= len(raw)
-                if raw.strip():
-                    self.run_account(
-                        chunk.file, raw, line_no, header, fields, run_date, out, counts
-                    )
-                line_no += 1
-        counts.fast_path = self.fast_path_accounts - fast_before
-        return counts
-
-    def run_account(
-        self,
-        file: InputFile,
-        raw: bytes,
-        line_no: int,
-        header: LedgerHeader,
-        fields: dict[str, Any],
-        run_date: dt.date,
-        out: _Out,
-        counts: Counts,
-    ) -> None:
-        """One account line: validate, apply the rule to each payment in order, write."""
-        counts.accounts += 1
-        parsed = self.read_account(raw, line_no, header, f"{file.name} line {line_no}")
-        if isinstance(parsed, LedgerError):
-            counts.errors += 1
-            out.errors.write(_invalid_line(file, line_no, raw, parsed))
-            return
-        try:
-            plans = self.allocate_account(parsed, fields, run_date)
-        except PaysplitError as error:
-            # A plugin that failed, or a plan that cannot be applied: the account is
-            # reported whole and none of its plans is written (they build on each other).
-            counts.errors += 1
-            reason = " ".join(line.strip() for line in error.render().splitlines())
-            out.errors.write(_error_line(file, line_no, parsed.id, "failed", reason))
-            return
-        for payment_id, plan in plans:
-            counts.payments += 1
-            if plan.blocked is not None:
-                counts.blocked += 1
-                out.errors.write(
-                    _error_line(
-                        file,
-                        line_no,
-                        parsed.id,
-                        "blocked",
-                        plan.blocked.reason,
-                        payment=payment_id,
-                        clause=plan.blocked.clause,
-                        plugin=plan.blocked.plugin,
-                    )
-                )
-                continue
-            counts.splits += len(plan.splits)
-            counts.credits += len(plan.credits)
-            out.plans.write(plan_line(parsed.id, line_no, payment_id, plan))
-
-    @staticmethod
-    def read_account(
-        raw: bytes, line_no: int, header: LedgerHeader, where: str
-    ) -> Account | LedgerError:
-        """One account line, validated as :func:`paysplit.ledger_io.iter_jsonl` does
-        (problem paths start at the account: ``charges[3].amount``)."""
-        try:
-            return account_from_line(raw, where, header, "", line_no)
-        except LedgerError as error:
-            return error
-
-    def allocate_account(
-        self, account: Account, fields: dict[str, Any], run_date: dt.date
-    ) -> list[tuple[str, PlanDraft]]:
-        """The rule applied to each of the account's payments in turn (the allocation step).
-
-        Exactly :func:`paysplit.operations.apply_rule` per payment, on a ledger of this
-        one account (the same request, :func:`paysplit.operations.payment_request`),
-        each plan applied before the next payment (a blocked plan is not). The plans
-        come back as the core's drafts: :meth:`PlanDraft.to_plan` is the plan
-        ``apply_rule`` returns, :func:`plan_line` writes it without making the model.
-        A rule with a fast path (:attr:`kernel`) runs there, with the same result.
-        """
-        figures = AccountFigures.of(account)  # once; then updated as plans are applied
-        queue = payments_to_apply(account, figures)
-        trace = self.spec.trace
-        if self.kernel is not None:
-            made = self.kernel.run_account(account, figures, run_date, queue, trace=trace)
-            if made is not None:
-                self.fast_path_accounts += 1
-                return made
-        plans: list[tuple[str, PlanDraft]] = []
-        base = self._request_base
-        rule = self.rule
-        for position, payment_id in enumerate(queue, start=1):
-            payment = next(p for p in account.payments if p.id == payment_id)
-            request = payment_request(account, rule, payment, run_date, base, figures)
-            plan = allocate_draft(request)
-            if not trace:
-                plan.trace = []
-            plans.append((payment_id, plan))
-            if position < len(queue) and plan.blocked is None and not plan.is_empty:
-                account = apply_to_account(account, plan)  # the next payment sees its splits
-                figures = figures.with_splits(account, (s[1:5] for s in plan.splits))
-        return plans
-
-
-def payments_to_apply(account: Account, figures: AccountFigures | None = None) -> list[str]:
-    """Payments the batch applies the rule to: not void, not refunds, with unallocated
-    credit; by payment date, then ledger order (``figures``: the account's, if known)."""
-    if figures is None:
-        figures = AccountFigures.of(account)
-    queue = [
-        (payment.date, position, payment.id)
-        for position, payment in enumerate(account.payments)
-        if not payment.void and payment.type == "payment" and figures.unallocated(payment) > 0
-    ]
-    queue.sort()
-    return [payment_id for _, _, payment_id in queue]
-
-
-def _invalid_line(file: InputFile, line_no: int, raw: bytes, error: LedgerError) -> bytes:
-    account: str | None = None
-    with contextlib.suppress(ValueError, UnicodeDecodeError):
-        doc = json.loads(raw)
-        if isinstance(doc, dict) and isinstance(doc.get("id"), str):
-            account = doc["id"]
-    reason = "; ".join(str(p) for p in error.problems) or str(error)
-    return _error_line(
-        file,
-        line_no,
-        account,
-        "invalid",
-        reason,
-        problems=[p.to_json() for p in error.problems],
-    )
-
-
-def plan_line(account_id: str, line_no: int, payment_id: str, plan: Plan | PlanDraft) -> bytes:
-    """One line of a plans file: account, input line number, payment, and the plan as
-    ``paysplit apply --json`` prints it (compact, serialised by pydantic-core in one call;
-    a draft without making the model first, the same bytes)."""
-    body = plan.to_json() if isinstance(plan, PlanDraft) else plan.model_dump_json().encode()
-    head = f'{{"account":{_dumps(account_id)},"line":{line_no},"payment":{_dumps(payment_id)},'
-    return b"".join((head.encode(), b'"plan":', body, b"}\n"))
-
-
-_WORKERS: dict[BatchSpec, Worker] = {}
-
-
-def worker_for(spec: BatchSpec) -> Worker:
-    """This process's worker for the run (the rules are compiled on first use only)."""
-    worker = _WORKERS.get(spec)
-    if worker is None:
-        worker = Worker(spec)
-        _WORKERS.clear()
-        _WORKERS[spec] = worker
-    return worker
-
-
-def run_chunk_to_parts(spec: BatchSpec, chunk: Chunk, staging: str) -> ChunkResult:
-    """A worker process's task: the chunk's plans and errors into two part files."""
-    worker = worker_for(spec)
-    plans_part = os.path.join(staging, f"{chunk.index:09d}.plans")
-    errors_part = os.path.join(staging, f"{chunk.index:09d}.errors")
-    with open(plans_part, "wb") as plans, open(errors_part, "wb") as errors:
-        counts = worker.run_chunk(chunk, plans, errors)
-        plans_bytes, errors_bytes = plans.tell(), errors.tell()
-    return ChunkResult(chunk.index, counts, plans_part, errors_part, plans_bytes, errors_bytes)
-
-
-def _pool_task(task: tuple[BatchSpec, Chunk, str]) -> ChunkResult:
-    return run_chunk_to_parts(*task)
-
-
-# --- the output folder ---------------------------------------------------------------
-class _Output:
-    """The run's files: temporaries while it runs, renamed into place only at the end."""
-
-    def __init__(self, out_dir: Path, inputs: Sequence[InputFile], chunks: Sequence[Chunk]):
-        self.out_dir = out_dir
-        self.token = f"{os.getpid()}.{secrets.token_hex(4)}"
-        self.inputs = inputs
-        self.chunks = chunks
-        self.plans_tmp = [self._temporary(f.plans_name) for f in inputs]
-        self.errors_tmp = self._temporary(ERRORS_FILE)
-        self.summary_tmp = self._temporary(SUMMARY_FILE)
-        self.staging: Path | None = None
-        self.file_counts = [Counts() for _ in inputs]
-        self.total = Counts()
-        self._pending: dict[int, ChunkResult] = {}
-        self._next = 0
-        self._errors: IO[bytes] | None = None
-
-    def _temporary(self, name: str) -> Path:
-        return self.out_dir / f".{name}.{self.token}.tmp"
-
-    def open(self) -> None:
-        for path in self.plans_tmp:
-            path.write_bytes(b"")
-        self._errors = open(self.errors_tmp, "wb")  # noqa: SIM115 - closed in commit/discard
-
-    @property
-    def errors(self) -> IO[bytes]:
-        assert self._errors is not None
-        return self._errors
-
-    def make_staging(self) -> str:
-        self.staging = self.out_dir / f".paysplit-staging.{self.token}"
-        self.staging.mkdir()
-        return str(self.staging)
-
-    def header_error(self, file: InputFile, error: LedgerError) -> None:
-        problems = error.problems
-        reason = "; ".join(f"header {p.path}: {p.message}".replace(" :", ":") for p in problems)
-        self.errors.write(
-            _error_line(
-                file,
-                1,
-                None,
-                "invalid",
-                reason or str(error),
-                problems=[p.to_json() for p in problems],
-            )
-        )
-        self.file_counts[file.index].errors += 1
-        self.total.errors += 1
-
-    def counted(self, chunk: Chunk, counts: Counts) -> None:
-        self.file_counts[chunk.file.index].add(counts)
-        self.total.add(counts)
-
-    def written(self, chunk: Chunk, counts: Counts) -> None:
-        """A chunk this process wrote straight into the temporaries, in order."""
-        assert chunk.index == self._next
-        self.counted(chunk, counts)
-        self._next += 1
-
-    def accept(self, result: ChunkResult) -> None:
-        """A chunk finished in a worker: append it, and every chunk after it now in order."""
-        self._pending[result.index] = result
-        while self._next in self._pending:
-            ready = self._pending.pop(self._next)
-            chunk = self.chunks[ready.index]
-            self._append(ready.plans_part, ready.plans_bytes, self.plans_tmp[chunk.file.index])
-            self._append_errors(ready.errors_part, ready.errors_bytes)
-            self.counted(chunk, ready.counts)
-            self._next += 1
-
-    def _append(self, part: str | None, size: int, target: Path) -> None:
-        if part is None:
-            return
-        self._check_part(part, size)
-        with open(part, "rb") as source, open(target, "ab") as sink:
-            shutil.copyfileobj(source, sink, 1 << 20)
-        os.unlink(part)
-
-    def _append_errors(self, part: str | None, size: int) -> None:
-        if part is None:
-            return
-        self._check_part(part, size)
-        with open(part, "rb") as source:
-            shutil.copyfileobj(source, self.errors, 1 << 20)
-        os.unlink(part)
-
-    @staticmethod
-    def _check_part(part: str, size: int) -> None:
-        try:
-            seen = os.path.getsize(part)
-        except OSError:
-            seen = -1
-        if seen != size:
-            raise UsageError(
-                f"a worker wrote {size} bytes to {part}, and this machine sees "
-                f"{'no file' if seen < 0 else f'{seen} bytes'}: with a Dask cluster, "
-                "--out must be on storage every worker and this machine share"
-            )
-
-    def commit(self, summary: Summary) -> None:
-        """Rename every file into place: plans files, then errors.jsonl, then summary.json."""
-        if self._next != len(self.chunks):
-            raise RuntimeError(f"only {self._next} of {len(self.chunks)} chunks were written")
-        self.errors.flush()
-        os.fsync(self.errors.fileno())
-        self.errors.close()
-        text = json.dumps(summary.to_json(), indent=2, ensure_ascii=False) + "\n"
-        self.summary_tmp.write_text(text, encoding="utf-8")
-        for temporary, file in zip(self.plans_tmp, self.inputs, strict=True):
-            _fsync(temporary)
-            os.replace(temporary, self.out_dir / file.plans_name)
-        os.replace(self.errors_tmp, self.out_dir / ERRORS_FILE)
-        _fsync(self.summary_tmp)
-        os.replace(self.summary_tmp, self.out_dir / SUMMARY_FILE)
-        sync_folder(self.out_dir)
-        self.discard()
-
-    def discard(self) -> None:
-        """Remove what is left of the run's temporaries (all of them, after a failure)."""
-        if self._errors is not None and not self._errors.closed:
-            self._errors.close()
-        for path in (*self.plans_tmp, self.errors_tmp, self.summary_tmp):
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
-        if self.staging is not None:
-            shutil.rmtree(self.staging, ignore_errors=True)
-
-
-def _fsync(path: Path) -> None:
-    with open(path, "rb+") as stream:
-        os.fsync(stream.fileno())
-
 
 # --- engines ---------------------------------------------------------------------------
 Progress = Callable[[int], None]
@@ -754,7 +112,7 @@ Progress = Callable[[int], None]
 
 
 def _run_in_process(
-    spec: BatchSpec, chunks: Sequence[Chunk], output: _Output, progress: Progress | None
+    spec: BatchSpec, chunks: Sequence[Chunk], output: OutputFolder, progress: Progress | None
 ) -> None:
     worker = worker_for(spec)
     current: tuple[int, IO[bytes]] | None = None
@@ -785,7 +143,7 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 def _run_pool(
     spec: BatchSpec,
     chunks: Sequence[Chunk],
-    output: _Output,
+    output: OutputFolder,
     workers: int,
     progress: Progress | None,
 ) -> None:
@@ -794,7 +152,7 @@ def _run_pool(
     context = _pool_context()
     pool = context.Pool(processes=workers)
     try:
-        for result in pool.imap_unordered(_pool_task, tasks, chunksize=1):
+        for result in pool.imap_unordered(pool_task, tasks, chunksize=1):
             output.accept(result)
             if progress is not None:
                 progress(chunks[result.index].lines)
@@ -813,7 +171,7 @@ def _dask_task(chunk: Chunk, spec: BatchSpec, staging: str) -> ChunkResult:
 def _run_dask(
     spec: BatchSpec,
     chunks: Sequence[Chunk],
-    output: _Output,
+    output: OutputFolder,
     workers: int,
     scheduler: str | None,
     progress: Progress | None,
@@ -915,7 +273,7 @@ def run_batch(
         else:
             good.append(file)
     chunks = plan_chunks(good, chunk_size)
-    output = _Output(out, files, chunks)
+    output = OutputFolder(out, files, chunks)
     try:
         output.open()
         for bad_file, bad_header in bad:

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from paysplit import batch, plugin_manager
+from paysplit import batch, batch_worker, plugin_manager
 from paysplit.allocation import RuleRequest
 from paysplit.apply import apply_plan
 from paysplit.batch import BatchSpec, plan_chunks, resolve_inputs, run_batch, scan_lines
@@ -307,8 +307,8 @@ def test_an_account_a_plugin_fails_on_is_reported_whole_and_the_run_goes_on(
 ) -> None:
     # The rule has a fast path, which never calls allocate_draft: use the general one here
     # (a clause failing on the fast path sends the account to it: tests/test_rule_kernel.py).
-    monkeypatch.setattr(batch, "kernel_for", lambda rule, base: None)
-    monkeypatch.setattr(batch, "_WORKERS", {})
+    monkeypatch.setattr(batch_worker, "kernel_for", lambda rule, base: None)
+    monkeypatch.setattr(batch_worker, "_WORKERS", {})
     ledger_path = generated(tmp_path / "p.jsonl", 12)
     run_batch(spec(rules_file), [str(ledger_path)], tmp_path / "before")
     before = read_lines(tmp_path / "before" / "p.plans.jsonl")
@@ -317,7 +317,7 @@ def test_an_account_a_plugin_fails_on_is_reported_whole_and_the_run_goes_on(
         for line in before
         if sum(1 for other in before if other["account"] == line["account"]) > 1
     )
-    real = batch.allocate_draft
+    real = batch_worker.allocate_draft
     calls: dict[str, int] = {}
 
     def second_payment_fails(request: RuleRequest) -> Any:
@@ -327,7 +327,7 @@ def test_an_account_a_plugin_fails_on_is_reported_whole_and_the_run_goes_on(
             raise PluginError("paysplit.example", "clause 'x' failed in skip_reason: boom")
         return real(request)
 
-    monkeypatch.setattr(batch, "allocate_draft", second_payment_fails)
+    monkeypatch.setattr(batch_worker, "allocate_draft", second_payment_fails)
     summary = run_batch(spec(rules_file), [str(ledger_path)], tmp_path / "out")
 
     after = read_lines(tmp_path / "out" / "p.plans.jsonl")

@@ -1,0 +1,196 @@
+"""A batch run's output folder: temporaries while the run goes, renamed into place at the end.
+
+:class:`OutputFolder` owns the ``out`` folder's files: the plans file of each input, the
+errors file and the summary, written as temporaries, the chunks' part files appended
+in chunk order (so the output is the same bytes whatever the engine and the number of
+workers), then fsynced and renamed only once the whole run succeeded; after a
+failure every temporary is removed and the files already there are as they were.
+:func:`error_line` is the format of an ``errors.jsonl`` line, which the workers write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from paysplit.atomic import sync_folder
+from paysplit.batch_spec import (
+    ERRORS_FILE,
+    SUMMARY_FILE,
+    Chunk,
+    ChunkResult,
+    Counts,
+    InputFile,
+    Summary,
+)
+from paysplit.errors import LedgerError, UsageError
+
+__all__ = ["OutputFolder", "compact_json", "error_line"]
+
+compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+"""A value as compact JSON text, non-ASCII kept: how the batch's own lines are written."""
+
+
+# --- the errors file ----------------------------------------------------------------
+def error_line(
+    file: InputFile,
+    line: int,
+    account: str | None,
+    kind: str,
+    reason: str,
+    **more: Any,
+) -> bytes:
+    """One line of ``errors.jsonl``: where (file, line, account), what (``kind``: invalid,
+    failed or blocked) and why, with ``more`` fields after them."""
+    record: dict[str, Any] = {
+        "file": file.name,
+        "line": line,
+        "account": account,
+        "kind": kind,
+        "reason": reason,
+    }
+    record.update(more)
+    return (compact_json(record) + "\n").encode("utf-8")
+
+
+# --- the output folder ---------------------------------------------------------------
+class OutputFolder:
+    """The run's files: temporaries while it runs, renamed into place only at the end."""
+
+    def __init__(self, out_dir: Path, inputs: Sequence[InputFile], chunks: Sequence[Chunk]):
+        self.out_dir = out_dir
+        self.token = f"{os.getpid()}.{secrets.token_hex(4)}"
+        self.inputs = inputs
+        self.chunks = chunks
+        self.plans_tmp = [self._temporary(f.plans_name) for f in inputs]
+        self.errors_tmp = self._temporary(ERRORS_FILE)
+        self.summary_tmp = self._temporary(SUMMARY_FILE)
+        self.staging: Path | None = None
+        self.file_counts = [Counts() for _ in inputs]
+        self.total = Counts()
+        self._pending: dict[int, ChunkResult] = {}
+        self._next = 0
+        self._errors: IO[bytes] | None = None
+
+    def _temporary(self, name: str) -> Path:
+        return self.out_dir / f".{name}.{self.token}.tmp"
+
+    def open(self) -> None:
+        for path in self.plans_tmp:
+            path.write_bytes(b"")
+        self._errors = open(self.errors_tmp, "wb")  # noqa: SIM115 - closed in commit/discard
+
+    @property
+    def errors(self) -> IO[bytes]:
+        assert self._errors is not None
+        return self._errors
+
+    def make_staging(self) -> str:
+        self.staging = self.out_dir / f".paysplit-staging.{self.token}"
+        self.staging.mkdir()
+        return str(self.staging)
+
+    def header_error(self, file: InputFile, error: LedgerError) -> None:
+        problems = error.problems
+        reason = "; ".join(f"header {p.path}: {p.message}".replace(" :", ":") for p in problems)
+        self.errors.write(
+            error_line(
+                file,
+                1,
+                None,
+                "invalid",
+                reason or str(error),
+                problems=[p.to_json() for p in problems],
+            )
+        )
+        self.file_counts[file.index].errors += 1
+        self.total.errors += 1
+
+    def counted(self, chunk: Chunk, counts: Counts) -> None:
+        self.file_counts[chunk.file.index].add(counts)
+        self.total.add(counts)
+
+    def written(self, chunk: Chunk, counts: Counts) -> None:
+        """A chunk this process wrote straight into the temporaries, in order."""
+        assert chunk.index == self._next
+        self.counted(chunk, counts)
+        self._next += 1
+
+    def accept(self, result: ChunkResult) -> None:
+        """A chunk finished in a worker: append it, and every chunk after it now in order."""
+        self._pending[result.index] = result
+        while self._next in self._pending:
+            ready = self._pending.pop(self._next)
+            chunk = self.chunks[ready.index]
+            self._append(ready.plans_part, ready.plans_bytes, self.plans_tmp[chunk.file.index])
+            self._append_errors(ready.errors_part, ready.errors_bytes)
+            self.counted(chunk, ready.counts)
+            self._next += 1
+
+    def _append(self, part: str | None, size: int, target: Path) -> None:
+        if part is None:
+            return
+        self._check_part(part, size)
+        with open(part, "rb") as source, open(target, "ab") as sink:
+            shutil.copyfileobj(source, sink, 1 << 20)
+        os.unlink(part)
+
+    def _append_errors(self, part: str | None, size: int) -> None:
+        if part is None:
+            return
+        self._check_part(part, size)
+        with open(part, "rb") as source:
+            shutil.copyfileobj(source, self.errors, 1 << 20)
+        os.unlink(part)
+
+    @staticmethod
+    def _check_part(part: str, size: int) -> None:
+        try:
+            seen = os.path.getsize(part)
+        except OSError:
+            seen = -1
+        if seen != size:
+            raise UsageError(
+                f"a worker wrote {size} bytes to {part}, and this machine sees "
+                f"{'no file' if seen < 0 else f'{seen} bytes'}: with a Dask cluster, "
+                "--out must be on storage every worker and this machine share"
+            )
+
+    def commit(self, summary: Summary) -> None:
+        """Rename every file into place: plans files, then errors.jsonl, then summary.json."""
+        if self._next != len(self.chunks):
+            raise RuntimeError(f"only {self._next} of {len(self.chunks)} chunks were written")
+        self.errors.flush()
+        os.fsync(self.errors.fileno())
+        self.errors.close()
+        text = json.dumps(summary.to_json(), indent=2, ensure_ascii=False) + "\n"
+        self.summary_tmp.write_text(text, encoding="utf-8")
+        for temporary, file in zip(self.plans_tmp, self.inputs, strict=True):
+            _fsync(temporary)
+            os.replace(temporary, self.out_dir / file.plans_name)
+        os.replace(self.errors_tmp, self.out_dir / ERRORS_FILE)
+        _fsync(self.summary_tmp)
+        os.replace(self.summary_tmp, self.out_dir / SUMMARY_FILE)
+        sync_folder(self.out_dir)
+        self.discard()
+
+    def discard(self) -> None:
+        """Remove what is left of the run's temporaries (all of them, after a failure)."""
+        if self._errors is not None and not self._errors.closed:
+            self._errors.close()
+        for path in (*self.plans_tmp, self.errors_tmp, self.summary_tmp):
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+        if self.staging is not None:
+            shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as stream:
+        os.fsync(stream.fileno())

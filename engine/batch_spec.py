@@ -1,0 +1,292 @@
+"""What a batch run is given and gives back, and its inputs cut into chunks.
+
+The plain, picklable records every part of :mod:`paysplit.batch` passes around: the
+run's :class:`BatchSpec` (all a worker process needs to rebuild the rules), each
+input ledger (:class:`InputFile`) and the chunks of account lines it is cut into
+(:class:`Chunk`, by :func:`plan_chunks`: one scan for newlines, nothing parsed), and
+what comes back (:class:`Counts` per chunk, file and run; :class:`Summary`, as
+``summary.json`` holds it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from paysplit.errors import PaysplitError, UsageError
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "ERRORS_FILE",
+    "PLANS_SUFFIX",
+    "SUMMARY_FILE",
+    "BatchError",
+    "BatchSpec",
+    "Chunk",
+    "ChunkResult",
+    "Counts",
+    "FileSummary",
+    "InputFile",
+    "Summary",
+    "plan_chunks",
+    "resolve_inputs",
+    "scan_lines",
+]
+
+DEFAULT_CHUNK_SIZE = 500
+"""Account lines per chunk: large enough that scheduling costs nothing, small enough
+that two workers finish within a fraction of a second of each other."""
+
+PLANS_SUFFIX = ".plans.jsonl"
+ERRORS_FILE = "errors.jsonl"
+SUMMARY_FILE = "summary.json"
+_BLOCK = 1 << 20
+"""Bytes read at a time when scanning an input for line starts."""
+
+
+class BatchError(PaysplitError):
+    """The run could not finish (an input vanished, the disk filled up): nothing written."""
+
+
+# --- what a run is given ------------------------------------------------------------
+@dataclass(frozen=True)
+class BatchSpec:
+    """Everything a worker needs to rebuild the run's rules: small, hashable, picklable."""
+
+    rule_files: tuple[str, ...]
+    """Made absolute by :func:`paysplit.batch.run_batch`: a Dask worker may run in
+    another folder (or on another machine that sees the same shared storage)."""
+    rule: str
+    disabled_plugins: tuple[str, ...] = ()
+    allowed_plugins: tuple[str, ...] | None = None
+    """The ``PAYSPLIT_PLUGINS`` allow-list as the driver saw it (None: every plugin)."""
+    as_of: dt.date | None = None
+    """``--as-of``: the run date for every ledger (as ``paysplit apply --as-of``)."""
+    today: dt.date | None = None
+    """The date the run started (set by :func:`paysplit.batch.run_batch`): the run date of a ledger
+    whose header has no ``as_of``, the same in every worker even across midnight."""
+    trace: bool = True
+    """``--trace full`` (True: every plan as ``paysplit apply --json`` prints it) or
+    ``--trace none`` (False: the same plans with an empty trace)."""
+
+
+@dataclass(frozen=True)
+class InputFile:
+    """One input ledger: the name the user gave (shown) and where to open it (absolute)."""
+
+    index: int
+    name: str
+    path: str
+    plans_name: str
+    """The output file's name in the ``out`` folder: ``<stem>.plans.jsonl``."""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Consecutive account lines of one input: the unit of work given to a worker."""
+
+    index: int
+    """Position in the run: chunks are put together in this order."""
+    file: InputFile
+    start: int
+    """Byte offset of the chunk's first line."""
+    end: int
+    """Byte offset just past its last line."""
+    first_line: int
+    """Line number (from 1; the header is line 1) of the first line."""
+    lines: int
+
+
+# --- what a run gives back ----------------------------------------------------------
+@dataclass
+class Counts:
+    """What was done, summed over accounts, chunks, files and the whole run."""
+
+    accounts: int = 0
+    """Account lines read (blank lines are not accounts)."""
+    payments: int = 0
+    """Payments the rule was applied to (one plan each, blocked plans included)."""
+    splits: int = 0
+    credits: int = 0
+    blocked: int = 0
+    """Plans a policy blocked: reported in errors.jsonl, not in the plans file."""
+    errors: int = 0
+    """Accounts (or header lines) that could not be read or processed."""
+    fast_path: int = 0
+    """Accounts whose plans the rule's fast path made (:mod:`paysplit.rule_kernel`); the
+    others ran on the general core (a rule without a fast path, or an account a plugin's
+    charge form failed on: the same plans, only slower)."""
+
+    def add(self, other: Counts) -> None:
+        self.accounts += other.accounts
+        self.payments += other.payments
+        self.splits += other.splits
+        self.credits += other.credits
+        self.blocked += other.blocked
+        self.errors += other.errors
+        self.fast_path += other.fast_path
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """A finished chunk: its counts, and (from a worker process) where its output is."""
+
+    index: int
+    counts: Counts
+    plans_part: str | None = None
+    errors_part: str | None = None
+    plans_bytes: int = 0
+    errors_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class FileSummary:
+    input: str
+    plans: str
+    counts: Counts
+
+
+@dataclass(frozen=True)
+class Summary:
+    """The run, as ``summary.json`` holds it and ``paysplit batch`` prints it."""
+
+    counts: Counts
+    seconds: float
+    rule: str
+    engine: str
+    workers: int
+    out: str
+    files: tuple[FileSummary, ...]
+    chunks: int
+    trace: bool = True
+    """False for ``--trace none``: the plans were written without their trace."""
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.counts
+        return {
+            "accounts": c.accounts,
+            "payments": c.payments,
+            "splits": c.splits,
+            "credits": c.credits,
+            "blocked": c.blocked,
+            "errors": c.errors,
+            "fast_path": c.fast_path,
+            "seconds": round(self.seconds, 3),
+            "rule": self.rule,
+            "engine": self.engine,
+            "workers": self.workers,
+            "chunks": self.chunks,
+            "trace": "full" if self.trace else "none",
+            "out": self.out,
+            "errors_file": os.path.join(self.out, ERRORS_FILE),
+            "files": [{"input": f.input, "plans": f.plans, **asdict(f.counts)} for f in self.files],
+        }
+
+
+# --- inputs and chunks -----------------------------------------------------------------
+def resolve_inputs(patterns: Sequence[str]) -> list[InputFile]:
+    """Expand globs, check every input exists, and name each one's plans file.
+
+    A pattern that matches nothing, a folder, or two inputs that would write the
+    same ``<stem>.plans.jsonl`` are usage errors. The same file named twice (by a
+    glob and by name, say) is read once.
+    """
+    if not patterns:
+        raise UsageError("batch needs input ledgers: --in PATH... (JSON Lines files or globs)")
+    found: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for pattern in patterns:
+        if glob.has_magic(pattern):
+            matches = sorted(glob.glob(pattern))
+            if not matches:
+                raise UsageError(f"--in {pattern}: no file matches this pattern")
+        else:
+            matches = [pattern]
+        for name in matches:
+            path = Path(name)
+            if not path.exists():
+                raise UsageError(f"--in {name}: no such file")
+            if path.is_dir():
+                raise UsageError(f"--in {name}: is a folder; give the JSON Lines files in it")
+            absolute = str(path.resolve())
+            if absolute not in seen:
+                seen.add(absolute)
+                found.append((name, absolute))
+    inputs: list[InputFile] = []
+    taken: dict[str, str] = {}
+    for index, (name, absolute) in enumerate(found):
+        plans_name = _stem(Path(name).name) + PLANS_SUFFIX
+        if plans_name in taken:
+            raise UsageError(
+                f"--in {taken[plans_name]} and {name} would both write {plans_name}: "
+                "rename one, or run them into different --out folders"
+            )
+        taken[plans_name] = name
+        inputs.append(InputFile(index, name, absolute, plans_name))
+    return inputs
+
+
+def _stem(filename: str) -> str:
+    for suffix in (".jsonl", ".ndjson", ".json"):
+        if filename.endswith(suffix) and len(filename) > len(suffix):
+            return filename[: -len(suffix)]
+    return Path(filename).stem or filename
+
+
+def scan_lines(path: str, chunk_size: int) -> Iterator[tuple[int, int, int, int]]:
+    """``(start, end, first_line, lines)`` of each run of ``chunk_size`` lines after line 1.
+
+    One pass over the bytes looking for newlines, a block at a time: nothing is
+    parsed and memory does not grow with the file (or with a very long line).
+    """
+    if chunk_size < 1:
+        raise UsageError("the chunk size must be at least 1")
+    with open(path, "rb") as stream:
+        offset = 0
+        while True:  # skip the header line without reading it whole
+            block = stream.read(_BLOCK)
+            if not block:
+                return
+            newline = block.find(b"\n")
+            if newline >= 0:
+                offset += newline + 1
+                break
+            offset += len(block)
+        stream.seek(offset)
+        start, first_line, counted = offset, 2, 0
+        base = offset
+        while True:
+            block = stream.read(_BLOCK)
+            if not block:
+                break
+            position = 0
+            while True:
+                wanted = chunk_size - counted
+                available = block.count(b"\n", position)
+                if available < wanted:
+                    counted += available
+                    break
+                for _ in range(wanted):
+                    position = block.index(b"\n", position) + 1
+                end = base + position
+                yield start, end, first_line, chunk_size
+                start, first_line, counted = end, first_line + chunk_size, 0
+            base += len(block)
+        if base > start:  # the lines after the last full chunk
+            stream.seek(base - 1)
+            unterminated = stream.read(1) != b"\n"
+            yield start, base, first_line, counted + (1 if unterminated else 0)
+
+
+def plan_chunks(inputs: Sequence[InputFile], chunk_size: int = DEFAULT_CHUNK_SIZE) -> list[Chunk]:
+    """Every input's account lines as chunks, numbered in input order."""
+    chunks: list[Chunk] = []
+    for file in inputs:
+        for start, end, first_line, lines in scan_lines(file.path, chunk_size):
+            chunks.append(Chunk(len(chunks), file, start, end, first_line, lines))
+    return chunks
