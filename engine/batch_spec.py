@@ -20,24 +20,6 @@ from typing import Any
 
 from paysplit.errors import PaysplitError, UsageError
 
-__all__ = [
-    "DEFAULT_CHUNK_SIZE",
-    "ERRORS_FILE",
-    "PLANS_SUFFIX",
-    "SUMMARY_FILE",
-    "BatchError",
-    "BatchSpec",
-    "Chunk",
-    "ChunkResult",
-    "Counts",
-    "FileSummary",
-    "InputFile",
-    "Summary",
-    "plan_chunks",
-    "resolve_inputs",
-    "scan_lines",
-]
-
 DEFAULT_CHUNK_SIZE = 500
 """Account lines per chunk: large enough that scheduling costs nothing, small enough
 that two workers finish within a fraction of a second of each other."""
