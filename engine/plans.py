@@ -168,7 +168,7 @@ class PlanDraft:
     from it once, at the edge: :meth:`to_plan` for callers that want the model,
     :meth:`to_json` for callers that only write it (``paysplit batch``). Both say
     the same thing: ``draft.to_json() == draft.to_plan().model_dump_json().encode()``,
-    byte for byte (``tests/test_plan_draft.py``).
+    byte for byte (``tests/test_fast_path.py``).
     """
 
     __slots__ = (

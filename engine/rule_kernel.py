@@ -195,9 +195,9 @@ class RuleKernel:
         by_id = figures.payments
         # What does not depend on the payment, once per account, in one pass over the
         # charges: each one's sort key (ties by ledger position) and why it is skipped, as
-        # _RuleRun.target_check says it (a kind the rule does not admit, else the first
-        # filter that skips it). Without a scope clause a payment pays only its own
-        # patient's charges: only those count.
+        # rule_targets.TargetSteps.target_check says it (a kind the rule does not admit,
+        # else the first filter that skips it). Without a scope clause a payment pays only
+        # its own patient's charges: only those count.
         payers = None if self.rule.scopes else {by_id[p].patient for p in queue}
         form = self.order[1] if self.order is not None else _oldest_first
         filters, barred, rule_at = self.filters, self.barred_kinds, self.rule_at
@@ -321,7 +321,8 @@ class RuleKernel:
         rule_at = self.rule_at
 
         if trace:
-            # Charges out of scope, in ledger order, as _RuleRun.candidates says them.
+            # Charges out of scope, in ledger order, as rule_targets.TargetSteps.candidates
+            # says them.
             why: dict[str, str] = {}
             for charge in charges:
                 patient = charge.patient
@@ -419,7 +420,7 @@ class RuleKernel:
         self, payment: Payment, charge: Charge, *, probe: bool, warnings: list[PlanWarning]
     ) -> tuple[str, str] | None:
         """The split guards' refusal (reason, clause), or None; a real split's warnings
-        are noted (a probe's are not), as ``_RuleRun.check_split`` does."""
+        are noted (a probe's are not), as ``rule_credit.CreditSteps.check_split`` does."""
         if not self.checks:
             return None
         said: list[PlanWarning] = []
@@ -460,7 +461,7 @@ class RuleKernel:
         eligible: list[tuple[Charge, Cents]],
         warnings: list[PlanWarning],
     ) -> None:
-        """The warning of a plan that makes no split, as ``_RuleRun.explain_nothing``."""
+        """The warning of a plan that makes no split, as ``rule_run.RuleRun.explain_nothing``."""
         if credit <= 0:
             warning = PlanWarning(
                 message=nothing_unallocated(payment.id),

@@ -1,10 +1,11 @@
 """What a rule run says: the sentences of its trace and warnings, and its leftover credit.
 
 A rule runs on one of two paths (:mod:`paysplit.allocation`, any rule through the
-clause contract; :mod:`paysplit.rule_kernel`, a simple rule on the charges
-themselves), and both must say the same thing, byte for byte. So each sentence a
-rule run writes on its own behalf (a clause's reasons are the clause's) is made
-here, once, and so is the credit a leftover handler's note becomes.
+clause contract, run by :mod:`paysplit.rule_run` and its steps;
+:mod:`paysplit.rule_kernel`, a simple rule on the charges themselves), and both
+must say the same thing, byte for byte. So each sentence a rule run writes on its
+own behalf (a clause's reasons are the clause's) is made here, once, and so is the
+credit a leftover handler's note becomes.
 """
 
 from __future__ import annotations

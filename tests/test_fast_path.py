@@ -273,7 +273,8 @@ def test_the_cores_constructors_make_the_contracts_objects(
     credit_left: int,
     manual: bool,
 ) -> None:
-    from paysplit.allocation import _proposed, _target
+    from paysplit.contract_objects import make_proposed as _proposed
+    from paysplit.contract_objects import make_target as _target
 
     fields = dict(
         charge=None,
