@@ -195,8 +195,19 @@ def _run_dask(
                 ) from None
         else:
             # The workers' statistical profiler samples every task's stack each 10 ms:
-            # a tenth of the CPU of this pure-Python work. A batch has no use for it.
-            stack.enter_context(dask.config.set({"distributed.worker.profile.enabled": False}))
+            # a tenth of the CPU of this pure-Python work. And each process of the
+            # cluster wakes its event loop every 20 ms to time its own responsiveness;
+            # in a worker whose one thread runs pure-Python work, every wake-up takes
+            # the GIL from the task (5-15% of a run, docs/performance.md). A batch
+            # needs neither: once a second still notices a blocked loop.
+            stack.enter_context(
+                dask.config.set(
+                    {
+                        "distributed.worker.profile.enabled": False,
+                        "distributed.admin.tick.interval": "1s",
+                    }
+                )
+            )
             cluster = stack.enter_context(
                 distributed.LocalCluster(
                     n_workers=workers,
