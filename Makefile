@@ -54,7 +54,7 @@ unit: bytecode
 
 bench: bytecode
 	$(BIN)/python -m benchmarks.rule_files
-	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.run --repeat 2
 
 # Long runs that hunt for failures (docs/reliability.md). Each test prints the
 # number of cases it generated; the counts are also kept in build/reliability/.
