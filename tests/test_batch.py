@@ -12,6 +12,7 @@ import importlib.util
 import itertools
 import json
 import multiprocessing
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from paysplit import batch, batch_worker, plugin_manager
+from paysplit import batch, batch_output, batch_worker, plugin_manager
 from paysplit.allocation import RuleRequest
 from paysplit.apply import apply_plan
 from paysplit.batch import BatchSpec, plan_chunks, resolve_inputs, run_batch, scan_lines
@@ -395,6 +396,46 @@ def test_a_crashed_worker_process_leaves_no_part_files(
     with pytest.raises(RuntimeError, match="worker died"):
         run_batch(spec(rules_file), [str(ledger_path)], tmp_path / "out", workers=2, chunk_size=4)
     assert not (tmp_path / "out").exists()  # created for the run, removed with its temporaries
+
+
+# --- appending a part file --------------------------------------------------------------
+def _append_part(tmp_path: Path, part_bytes: bytes) -> bytes:
+    part, target = tmp_path / "part", tmp_path / "target"
+    part.write_bytes(part_bytes)
+    target.write_bytes(b"lines already there\n")
+    with open(part, "rb", buffering=0) as source, open(target, "r+b", buffering=0) as sink:
+        sink.seek(0, 2)
+        batch_output.append_file(source, sink, len(part_bytes))
+    return target.read_bytes()
+
+
+PART = bytes(range(256)) * 5_000 + b"the last line\n"  # 1.28 MB: more than one read
+
+
+def test_a_part_is_appended_whole_after_what_the_file_held(tmp_path: Path) -> None:
+    assert _append_part(tmp_path, PART) == b"lines already there\n" + PART
+
+
+def test_a_part_is_appended_whole_where_the_kernel_cannot_copy_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No copy_file_range at all (not Linux), then one that gives up half way (another
+    # file system): the rest is read and written from where the kernel stopped.
+    monkeypatch.delattr(batch_output.os, "copy_file_range", raising=False)
+    assert _append_part(tmp_path, PART) == b"lines already there\n" + PART
+    monkeypatch.undo()
+    copied: list[int] = []
+
+    def gives_up_half_way(source: int, sink: int, count: int) -> int:
+        if copied:
+            raise OSError(18, "Invalid cross-device link")
+        done = os.write(sink, os.read(source, count // 2))
+        copied.append(done)
+        return done
+
+    monkeypatch.setattr(batch_output.os, "copy_file_range", gives_up_half_way)
+    assert _append_part(tmp_path, PART) == b"lines already there\n" + PART
+    assert copied == [len(PART) // 2]
 
 
 # --- chunks ------------------------------------------------------------------------------
