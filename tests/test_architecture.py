@@ -22,33 +22,6 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIRS = {"paysplit": ROOT / "engine", "paysplit.plugins": ROOT / "plugins"}
 
-CORE = {
-    "paysplit.money",
-    "paysplit.ledger",
-    "paysplit.ledger_io",
-    "paysplit.ledger_fast",
-    "paysplit.ledger_json",
-    "paysplit.ledger_refs",
-    "paysplit.ledger_schema",
-    "paysplit.figures",
-    "paysplit.allocation",
-    "paysplit.rule_run",
-    "paysplit.rule_run_state",
-    "paysplit.rule_targets",
-    "paysplit.rule_credit",
-    "paysplit.prepared_rules",
-    "paysplit.contract_objects",
-    "paysplit.manual_allocation",
-    "paysplit.target_views",
-    "paysplit.plan_splits",
-    "paysplit.clause_calls",
-    "paysplit.rule_reasons",
-    "paysplit.rule_kernel",
-    "paysplit.plans",
-    "paysplit.apply",
-}
-"""Money, the ledger, the allocation core and plans."""
-
 ALLOCATION_CORE = {
     "paysplit.allocation",
     "paysplit.rule_run",
@@ -62,6 +35,25 @@ ALLOCATION_CORE = {
     "paysplit.plan_splits",
     "paysplit.rule_kernel",
 }
+"""The modules that decide a plan."""
+CORE = ALLOCATION_CORE | {
+    "paysplit.money",
+    "paysplit.ledger",
+    "paysplit.ledger_io",
+    "paysplit.ledger_fast",
+    "paysplit.ledger_json",
+    "paysplit.ledger_refs",
+    "paysplit.ledger_schema",
+    "paysplit.ledger_problems",
+    "paysplit.ledger_write",
+    "paysplit.atomic",
+    "paysplit.figures",
+    "paysplit.clause_calls",
+    "paysplit.rule_reasons",
+    "paysplit.plans",
+    "paysplit.apply",
+}
+"""Money, the ledger, the allocation core and plans."""
 LANGUAGE = {
     "paysplit.parser",
     "paysplit.compiler",
