@@ -43,7 +43,7 @@ from paysplit.figures import AccountFigures
 from paysplit.ledger import Adjustment, CreditNote, Ledger, Patient
 from paysplit.ledger_io import dump_ledger, parse_ledger_text
 from paysplit.plans import Plan
-from paysplit.policy import Guard, ProposedSplit, Verdict, Warn
+from paysplit.policy import Guard, Order, ProposedSplit, Target, Verdict, Warn
 
 OLDEST = (OldestFirst(), "oldest first")
 DUE_PATIENT = StatusIn(("due_patient", "pending_patient"))
@@ -264,6 +264,26 @@ def test_orders_decide_and_ties_break_by_ledger_position() -> None:
     assert splits_of(plan) == [("PAY1-1", "C2", None, 8000), ("PAY1-2", "C3", None, 2000)]
     smallest = run(book, rule(orders=[(SmallestFirst(), "smallest first")]))
     assert splits_of(smallest) == [("PAY1-1", "C1", None, 3000), ("PAY1-2", "C2", None, 7000)]
+
+
+class TwoKinds(Order):
+    """A vendor's order whose keys cannot be compared: a number for C1, a text otherwise."""
+
+    def sort_key(self, target: Target) -> Any:
+        return 1 if target.charge.id == "C1" else "later"
+
+
+def test_sort_keys_that_cannot_be_compared_are_the_orders_fault() -> None:
+    book = ledger(
+        charges=[charge("C1", 3000), charge("C2", 8000)], payments=[payment("PAY1", 10000)]
+    )
+    # the one order's keys alone, and the keys with a preference before them
+    for preferences in ([], [SameProvider()]):
+        with pytest.raises(PluginError) as caught:
+            run(book, rule(orders=[(TwoKinds(), "two kinds")], preferences=preferences))
+        assert "gave sort keys that cannot be compared" in str(caught.value)
+        assert "'<' not supported between instances of 'str' and 'int'" in str(caught.value)
+        assert caught.value.plugin == "paysplit (core)"
 
 
 # --- guards ------------------------------------------------------------------
