@@ -205,12 +205,7 @@ class TargetSteps(RunState):
                 return [candidates[n] for n in sorted(range(len(column)), key=column.__getitem__)]
             keys = zip(column, [c.position for c in candidates], strict=True)
             fast = [(key, n, c) for n, (key, c) in enumerate(zip(keys, candidates, strict=True))]
-            try:
-                fast.sort(key=lambda entry: entry[:2])
-            except TypeError as exc:
-                clause = orders[0] if orders else self.rule.source
-                raise refuse(clause, f"gave sort keys that cannot be compared ({exc})") from exc
-            return [c for _, _, c in fast]
+            return self._sorted(fast)
 
         def key(candidate: Candidate, target: Target) -> tuple[Any, ...]:
             parts: list[Any] = []
@@ -227,9 +222,15 @@ class TargetSteps(RunState):
             return tuple(parts)
 
         keyed = [(key(c, v), n, c) for n, (c, v) in enumerate(zip(candidates, views, strict=True))]
+        return self._sorted(keyed)
+
+    def _sorted(self, keyed: list[tuple[Any, int, Candidate]]) -> list[Candidate]:
+        """The candidates of ``keyed`` (key, index, candidate) by key, then index; sort keys
+        that cannot be compared are the rule's first order's fault (else its source's)."""
         try:
             keyed.sort(key=lambda entry: entry[:2])
         except TypeError as exc:
+            orders = self.rule.orders
             clause = orders[0] if orders else self.rule.source
             raise refuse(clause, f"gave sort keys that cannot be compared ({exc})") from exc
         return [c for _, _, c in keyed]
