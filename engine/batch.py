@@ -5,10 +5,11 @@ Automatically over every account of every practice it hosts. This module is
 the library behind it:
 
 * **Inputs** are JSON Lines ledgers (``docs/ledger.md``): a header line, then
-  one account per line. :func:`plan_chunks` cuts each file into *chunks* of
+  one account per line. :func:`iter_chunks` cuts each file into *chunks* of
   consecutive account lines by scanning it for newlines once (no line is
   parsed, nothing is held), so that a chunk is just (file, byte range, first
-  line number).
+  line number). The local engine's workers start on the first chunks while the
+  scan goes on (:class:`ChunkScan`); a Dask bag needs them all first.
 * **Per account** (:meth:`Worker.run_chunk`): the line is validated in one
   pydantic call plus one linear reference check (:mod:`paysplit.ledger_io`),
   then every payment that is not void, not a refund and has unallocated
@@ -48,12 +49,14 @@ import contextlib
 import dataclasses
 import datetime as dt
 import importlib
+import itertools
 import logging
 import multiprocessing
 import os
+import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -64,10 +67,12 @@ from paysplit.batch_spec import (
     BatchSpec,
     Chunk,
     ChunkResult,
+    ChunkScan,
     Counts,
     FileSummary,
     InputFile,
     Summary,
+    iter_chunks,
     plan_chunks,
     resolve_inputs,
     scan_lines,
@@ -90,11 +95,13 @@ __all__ = [
     "BatchSpec",
     "Chunk",
     "ChunkResult",
+    "ChunkScan",
     "Counts",
     "FileSummary",
     "InputFile",
     "Summary",
     "Worker",
+    "iter_chunks",
     "payments_to_apply",
     "plan_chunks",
     "plan_line",
@@ -107,15 +114,48 @@ Engine = Literal["local", "dask"]
 ENGINES: tuple[Engine, ...] = ("local", "dask")
 
 # --- engines ---------------------------------------------------------------------------
-Progress = Callable[[int], None]
-"""Called with the number of account lines just finished."""
+Progress = Callable[[int, int | None], None]
+"""Called after each finished chunk with the account lines finished so far and every
+input's account lines (None while the inputs are still being scanned)."""
+
+
+def _scanned_ahead(scan: ChunkScan) -> Generator[Chunk, None, None]:
+    """``scan``'s chunks, found by a thread of its own while the caller works on those
+    already found: reading a file releases the GIL, and counting newlines barely holds it.
+    Closing the iterator stops the scan at its next chunk."""
+    found: queue.SimpleQueue[Chunk | BaseException | None] = queue.SimpleQueue()
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            for chunk in scan:
+                if stop.is_set():
+                    return
+                found.put(chunk)
+        except BaseException as error:  # an input that vanished: raised in the caller
+            found.put(error)
+            return
+        found.put(None)
+
+    thread = threading.Thread(target=run, name="paysplit-scan", daemon=True)
+    thread.start()
+    try:
+        while (item := found.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _run_in_process(
-    spec: BatchSpec, chunks: Sequence[Chunk], output: OutputFolder, progress: Progress | None
+    spec: BatchSpec, scan: ChunkScan, output: OutputFolder, progress: Progress | None
 ) -> None:
     worker = worker_for(spec)
     current: tuple[int, IO[bytes]] | None = None
+    chunks = _scanned_ahead(scan)
+    finished = 0
     try:
         for chunk in chunks:
             if current is None or current[0] != chunk.file.index:
@@ -125,8 +165,10 @@ def _run_in_process(
                 current = (chunk.file.index, stream)
             output.written(chunk, worker.run_chunk(chunk, current[1], output.errors))
             if progress is not None:
-                progress(chunk.lines)
+                finished += chunk.lines
+                progress(finished, scan.total)
     finally:
+        chunks.close()
         if current is not None:
             current[1].close()
 
@@ -142,20 +184,29 @@ def _pool_context() -> multiprocessing.context.BaseContext:
 
 def _run_pool(
     spec: BatchSpec,
-    chunks: Sequence[Chunk],
+    scan: ChunkScan,
     output: OutputFolder,
     workers: int,
     progress: Progress | None,
 ) -> None:
+    chunks = iter(scan)
+    first = next(chunks, None)
+    if first is None:  # no account line anywhere: no pool to start
+        return
     staging = output.make_staging()
-    tasks = [(spec, chunk, staging) for chunk in chunks]
     context = _pool_context()
     pool = context.Pool(processes=workers)
+    # The pool's own thread takes the tasks from this generator as fast as it can: the
+    # scan goes on there while the workers start on the first chunks. An input that
+    # fails to read comes back as a failed task, raised here.
+    tasks = ((spec, chunk, staging) for chunk in itertools.chain((first,), chunks))
+    finished = 0
     try:
         for result in pool.imap_unordered(pool_task, tasks, chunksize=1):
             output.accept(result)
             if progress is not None:
-                progress(chunks[result.index].lines)
+                finished += scan.found[result.index].lines
+                progress(finished, scan.total)
         pool.close()
     except BaseException:
         pool.terminate()
@@ -170,7 +221,7 @@ def _dask_task(chunk: Chunk, spec: BatchSpec, staging: str) -> ChunkResult:
 
 def _run_dask(
     spec: BatchSpec,
-    chunks: Sequence[Chunk],
+    scan: ChunkScan,
     output: OutputFolder,
     workers: int,
     scheduler: str | None,
@@ -184,7 +235,11 @@ def _run_dask(
         raise UsageError(
             "--engine dask needs Dask: pip install 'paysplit[dask]' (dask[bag] and distributed)"
         ) from None
+    chunks = list(scan)  # a bag is made from its partitions: the whole scan comes first
+    if not chunks:
+        return
     staging = output.make_staging()
+    finished = 0
     with contextlib.ExitStack() as stack:
         if scheduler is not None:
             try:
@@ -226,7 +281,8 @@ def _run_dask(
             for result in future.result():
                 output.accept(result)
                 if progress is not None:
-                    progress(chunks[result.index].lines)
+                    finished += chunks[result.index].lines
+                    progress(finished, scan.total)
 
 
 # --- a run -----------------------------------------------------------------------------
@@ -239,12 +295,12 @@ def run_batch(
     workers: int | None = None,
     scheduler: str | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
-    progress: Callable[[int], Progress | None] | None = None,
+    progress: Progress | None = None,
 ) -> Summary:
     """Run the batch and write its files; raise :class:`UsageError` for bad arguments.
 
-    ``progress``, when given, is called once with the total number of account lines
-    and returns the callback that is then told how many lines each finished chunk had.
+    ``progress``, when given, is called after each finished chunk with the account lines
+    finished so far and the inputs' account lines (None until the scan has found them all).
     """
     started = time.perf_counter()
     if engine not in ENGINES:
@@ -283,21 +339,20 @@ def run_batch(
             bad.append((file, problem))
         else:
             good.append(file)
-    chunks = plan_chunks(good, chunk_size)
-    output = OutputFolder(out, files, chunks)
+    scan = ChunkScan(good, chunk_size)
+    output = OutputFolder(out, files, scan.found)
     try:
         output.open()
         for bad_file, bad_header in bad:
             output.header_error(bad_file, bad_header)
-        advance = progress(sum(c.lines for c in chunks)) if progress is not None else None
-        if not chunks:
-            pass
-        elif engine == "dask":
-            _run_dask(spec, chunks, output, workers, scheduler, advance)
+        if engine == "dask":
+            _run_dask(spec, scan, output, workers, scheduler, progress)
         elif workers == 1:
-            _run_in_process(spec, chunks, output, advance)
+            _run_in_process(spec, scan, output, progress)
         else:
-            _run_pool(spec, chunks, output, workers, advance)
+            _run_pool(spec, scan, output, workers, progress)
+        if progress is not None:  # the last chunk may have finished before the scan knew
+            progress(scan.lines, scan.lines)
         summary = Summary(
             counts=output.total,
             seconds=time.perf_counter() - started,
@@ -309,7 +364,7 @@ def run_batch(
                 FileSummary(f.name, str(out / f.plans_name), output.file_counts[f.index])
                 for f in files
             ),
-            chunks=len(chunks),
+            chunks=len(scan.found),
             trace=spec.trace,
         )
         output.commit(summary)

@@ -3,7 +3,8 @@
 The plain, picklable records every part of :mod:`paysplit.batch` passes around: the
 run's :class:`BatchSpec` (all a worker process needs to rebuild the rules), each
 input ledger (:class:`InputFile`) and the chunks of account lines it is cut into
-(:class:`Chunk`, by :func:`plan_chunks`: one scan for newlines, nothing parsed), and
+(:class:`Chunk`, by :func:`iter_chunks`: one scan for newlines, nothing parsed,
+:class:`ChunkScan` keeping what it found while a run goes on), and
 what comes back (:class:`Counts` per chunk, file and run; :class:`Summary`, as
 ``summary.json`` holds it).
 """
@@ -265,10 +266,50 @@ def scan_lines(path: str, chunk_size: int) -> Iterator[tuple[int, int, int, int]
             yield start, base, first_line, counted + (1 if unterminated else 0)
 
 
-def plan_chunks(inputs: Sequence[InputFile], chunk_size: int = DEFAULT_CHUNK_SIZE) -> list[Chunk]:
-    """Every input's account lines as chunks, numbered in input order."""
-    chunks: list[Chunk] = []
+def iter_chunks(
+    inputs: Sequence[InputFile], chunk_size: int = DEFAULT_CHUNK_SIZE
+) -> Iterator[Chunk]:
+    """Every input's account lines as chunks, numbered in input order, as the scan finds them."""
+    index = 0
     for file in inputs:
         for start, end, first_line, lines in scan_lines(file.path, chunk_size):
-            chunks.append(Chunk(len(chunks), file, start, end, first_line, lines))
-    return chunks
+            yield Chunk(index, file, start, end, first_line, lines)
+            index += 1
+
+
+def plan_chunks(inputs: Sequence[InputFile], chunk_size: int = DEFAULT_CHUNK_SIZE) -> list[Chunk]:
+    """Every input's account lines as chunks, numbered in input order."""
+    return list(iter_chunks(inputs, chunk_size))
+
+
+class ChunkScan:
+    """The inputs' chunks as one pass of :func:`iter_chunks` finds them, kept in order.
+
+    The local engine iterates it once, in a thread of its own or the pool's, and its
+    workers start on the first chunks while the scan goes on through the rest: one
+    process reading every input byte before any work began would be a serial wait as
+    long as the inputs (914 MB: 0.4 s from the page cache, 1.7 s from disk), a larger
+    share of the run the more workers there are. Other threads only read what it has
+    found so far.
+    """
+
+    def __init__(self, inputs: Sequence[InputFile], chunk_size: int = DEFAULT_CHUNK_SIZE):
+        self.found: list[Chunk] = []
+        """The chunks found so far, in order (``found[i].index == i``)."""
+        self.lines = 0
+        """Account lines in them."""
+        self.done = False
+        """True once every input was scanned to its end."""
+        self._source = iter_chunks(inputs, chunk_size)
+
+    def __iter__(self) -> Iterator[Chunk]:
+        for chunk in self._source:
+            self.found.append(chunk)
+            self.lines += chunk.lines
+            yield chunk
+        self.done = True
+
+    @property
+    def total(self) -> int | None:
+        """Every input's account lines, or None while the scan goes on."""
+        return self.lines if self.done else None

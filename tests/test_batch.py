@@ -14,6 +14,7 @@ import json
 import multiprocessing
 import os
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -21,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from paysplit import batch, batch_output, batch_worker, plugin_manager
+from paysplit import batch, batch_output, batch_spec, batch_worker, plugin_manager
 from paysplit.allocation import RuleRequest
 from paysplit.apply import apply_plan
 from paysplit.batch import BatchSpec, plan_chunks, resolve_inputs, run_batch, scan_lines
@@ -229,6 +230,85 @@ def test_chunk_size_changes_nothing_in_the_output(tmp_path: Path, rules_file: Pa
     run_batch(spec(rules_file), [str(ledger_path)], tmp_path / "a", chunk_size=1)
     run_batch(spec(rules_file), [str(ledger_path)], tmp_path / "b", chunk_size=1000)
     assert tree(tmp_path / "a")["p.plans.jsonl"] == tree(tmp_path / "b")["p.plans.jsonl"]
+
+
+# --- the scan and the work overlap ----------------------------------------------------
+def _scan_that_waits(
+    monkeypatch: pytest.MonkeyPatch, first_chunk_done: threading.Event, waited: list[bool]
+) -> None:
+    """Each input's scan stops after its first chunk until that chunk is done."""
+    real = batch_spec.scan_lines
+
+    def scan(path: str, chunk_size: int) -> Iterator[tuple[int, int, int, int]]:
+        for number, found in enumerate(real(path, chunk_size)):
+            yield found
+            if number == 0:
+                waited.append(first_chunk_done.wait(timeout=30))
+
+    monkeypatch.setattr(batch_spec, "scan_lines", scan)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_work_starts_on_the_first_chunk_while_the_scan_goes_on(
+    tmp_path: Path, rules_file: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    ledger_path = generated(tmp_path / "p.jsonl", 9)
+    plain = run_batch(spec(rules_file), [str(ledger_path)], tmp_path / "plain", chunk_size=4)
+
+    first_chunk_done = threading.Event()
+    waited: list[bool] = []
+    _scan_that_waits(monkeypatch, first_chunk_done, waited)
+    told: list[tuple[int, int | None]] = []
+
+    def progress(finished: int, total: int | None) -> None:
+        told.append((finished, total))
+        first_chunk_done.set()
+
+    summary = run_batch(
+        spec(rules_file),
+        [str(ledger_path)],
+        tmp_path / "out",
+        workers=workers,
+        chunk_size=4,
+        progress=progress,
+    )
+    # A scan that had to finish before any work would have waited its 30 s in vain.
+    assert waited == [True]
+    assert told[0] == (4, None)  # the first chunk was done; the scan had not seen the rest
+    assert told[-1] == (9, 9)
+    # After each chunk, in the order they finished (two workers may finish the short
+    # third chunk before the second), then once more with the total.
+    finished = [lines for lines, _ in told]
+    assert len(finished) == 4 and finished[2:] == [9, 9]
+    assert finished[1] == 8 if workers == 1 else finished[1] in (5, 8)
+    assert summary.chunks == plain.chunks == 3
+    assert tree(tmp_path / "out")["p.plans.jsonl"] == tree(tmp_path / "plain")["p.plans.jsonl"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_input_that_fails_while_it_is_scanned_stops_the_run_and_writes_nothing(
+    tmp_path: Path, rules_file: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    ledger_path = generated(tmp_path / "p.jsonl", 12)
+    out = tmp_path / "out"
+    run_batch(spec(rules_file), [str(ledger_path)], out, chunk_size=4)
+    before = tree(out)
+    real = batch_spec.scan_lines
+
+    def fails_after_one_chunk(path: str, chunk_size: int) -> Iterator[tuple[int, int, int, int]]:
+        yield next(real(path, chunk_size))
+        raise OSError(5, "Input/output error", path)
+
+    monkeypatch.setattr(batch_spec, "scan_lines", fails_after_one_chunk)
+    with pytest.raises(batch.BatchError) as stopped:
+        run_batch(
+            spec(rules_file, "careful"), [str(ledger_path)], out, workers=workers, chunk_size=4
+        )
+    assert str(stopped.value) == (
+        f"the batch stopped: {ledger_path}: Input/output error; nothing was written "
+        f"(files already in {out} are as they were)"
+    )
+    assert tree(out) == before  # same files, same bytes, no temporaries or part files
 
 
 # --- bad lines, blocked accounts -------------------------------------------------------

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -235,18 +235,13 @@ def batch_command(
     console = Console(stderr=True)
     if console.is_terminal and sys.stderr.isatty():
         with _progress_bar(console) as bar:
+            task = bar.add_task("accounts", total=None)  # known once the inputs are scanned
 
-            def start(total: int) -> Callable[[int], None]:
-                task = bar.add_task("accounts", total=total)
+            def advance(finished: int, total: int | None) -> None:
+                bar.update(task, completed=finished, total=total)
                 bar.refresh()
 
-                def advance(lines: int) -> None:
-                    bar.advance(task, lines)
-                    bar.refresh()
-
-                return advance
-
-            summary = run_batch(spec, inputs, out, progress=start, **arguments)
+            summary = run_batch(spec, inputs, out, progress=advance, **arguments)
     else:
         summary = run_batch(spec, inputs, out, **arguments)
     if options().json:
