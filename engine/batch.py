@@ -56,7 +56,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal
 
@@ -119,34 +119,40 @@ Progress = Callable[[int, int | None], None]
 input's account lines (None while the inputs are still being scanned)."""
 
 
-def _scanned_ahead(scan: ChunkScan) -> Generator[Chunk, None, None]:
-    """``scan``'s chunks, found by a thread of its own while the caller works on those
-    already found: reading a file releases the GIL, and counting newlines barely holds it.
-    Closing the iterator stops the scan at its next chunk."""
-    found: queue.SimpleQueue[Chunk | BaseException | None] = queue.SimpleQueue()
-    stop = threading.Event()
+class _ScanAhead:
+    """Chunks found by a thread of their own, ahead of whoever takes them: reading a file
+    releases the GIL, and counting newlines barely holds it. The thread starts when the
+    first chunk is asked for (for a pool, in the pool's task thread: after the fork)."""
 
-    def run() -> None:
+    def __init__(self, chunks: Iterator[Chunk]) -> None:
+        self._chunks = chunks
+        self._found: queue.SimpleQueue[Chunk | BaseException | None] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._scan, name="paysplit-scan", daemon=True)
+
+    def _scan(self) -> None:
         try:
-            for chunk in scan:
-                if stop.is_set():
-                    return
-                found.put(chunk)
-        except BaseException as error:  # an input that vanished: raised in the caller
-            found.put(error)
+            for chunk in self._chunks:
+                if self._stopping.is_set():
+                    break
+                self._found.put(chunk)
+        except BaseException as error:  # an input that failed to read: raised in the taker
+            self._found.put(error)
             return
-        found.put(None)
+        self._found.put(None)  # (after a stop too: a taker still waiting gets its end)
 
-    thread = threading.Thread(target=run, name="paysplit-scan", daemon=True)
-    thread.start()
-    try:
-        while (item := found.get()) is not None:
+    def __iter__(self) -> Iterator[Chunk]:
+        self._thread.start()
+        while (item := self._found.get()) is not None:
             if isinstance(item, BaseException):
                 raise item
             yield item
-    finally:
-        stop.set()
-        thread.join()
+
+    def stop(self) -> None:
+        """Stop the scan at its next chunk and wait for its thread."""
+        self._stopping.set()
+        if self._thread.ident is not None:
+            self._thread.join()
 
 
 def _run_in_process(
@@ -154,7 +160,7 @@ def _run_in_process(
 ) -> None:
     worker = worker_for(spec)
     current: tuple[int, IO[bytes]] | None = None
-    chunks = _scanned_ahead(scan)
+    chunks = _ScanAhead(iter(scan))
     finished = 0
     try:
         for chunk in chunks:
@@ -168,7 +174,7 @@ def _run_in_process(
                 finished += chunk.lines
                 progress(finished, scan.total)
     finally:
-        chunks.close()
+        chunks.stop()
         if current is not None:
             current[1].close()
 
@@ -196,10 +202,13 @@ def _run_pool(
     staging = output.make_staging()
     context = _pool_context()
     pool = context.Pool(processes=workers)
-    # The pool's own thread takes the tasks from this generator as fast as it can: the
-    # scan goes on there while the workers start on the first chunks. An input that
-    # fails to read comes back as a failed task, raised here.
-    tasks = ((spec, chunk, staging) for chunk in itertools.chain((first,), chunks))
+    # The pool's task thread hands out the chunks as the scan finds them, and the
+    # workers start on the first while the scan goes on. The scan has a thread of its
+    # own: run in the task thread, it would wait whenever the pipe to the workers is
+    # full (about a hundred tasks), and the total would be known only near the end.
+    # An input that fails to read comes back as a failed task, raised here.
+    ahead = _ScanAhead(chunks)
+    tasks = ((spec, chunk, staging) for chunk in itertools.chain((first,), ahead))
     finished = 0
     try:
         for result in pool.imap_unordered(pool_task, tasks, chunksize=1):
@@ -209,10 +218,12 @@ def _run_pool(
                 progress(finished, scan.total)
         pool.close()
     except BaseException:
+        ahead.stop()  # first: the task thread may be waiting for the scan's next chunk
         pool.terminate()
         raise
     finally:
         pool.join()
+        ahead.stop()
 
 
 def _dask_task(chunk: Chunk, spec: BatchSpec, staging: str) -> ChunkResult:

@@ -272,9 +272,14 @@ def iter_chunks(
     """Every input's account lines as chunks, numbered in input order, as the scan finds them."""
     index = 0
     for file in inputs:
-        for start, end, first_line, lines in scan_lines(file.path, chunk_size):
-            yield Chunk(index, file, start, end, first_line, lines)
-            index += 1
+        try:
+            for start, end, first_line, lines in scan_lines(file.path, chunk_size):
+                yield Chunk(index, file, start, end, first_line, lines)
+                index += 1
+        except OSError as error:  # a failed read names no file: say which input it was
+            if error.filename is None:
+                error.filename = file.path
+            raise
 
 
 def plan_chunks(inputs: Sequence[InputFile], chunk_size: int = DEFAULT_CHUNK_SIZE) -> list[Chunk]:

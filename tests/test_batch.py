@@ -285,6 +285,25 @@ def test_the_work_starts_on_the_first_chunk_while_the_scan_goes_on(
     assert tree(tmp_path / "out")["p.plans.jsonl"] == tree(tmp_path / "plain")["p.plans.jsonl"]
 
 
+def test_two_workers_know_the_total_long_before_the_end(tmp_path: Path, rules_file: Path) -> None:
+    # 400 one-line chunks: more tasks than the pipe to the workers holds (about a
+    # hundred), so a scan that waited on that pipe would find the total only near the end.
+    ledger_path = generated(tmp_path / "p.jsonl", 400)
+    told: list[tuple[int, int | None]] = []
+    run_batch(
+        spec(rules_file),
+        [str(ledger_path)],
+        tmp_path / "out",
+        workers=2,
+        chunk_size=1,
+        progress=lambda finished, total: told.append((finished, total)),
+    )
+    first_with_total = next(finished for finished, total in told if total is not None)
+    assert first_with_total <= 100
+    assert all(total == 400 for _, total in told if total is not None)
+    assert told[-1] == (400, 400)
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_an_input_that_fails_while_it_is_scanned_stops_the_run_and_writes_nothing(
     tmp_path: Path, rules_file: Path, monkeypatch: pytest.MonkeyPatch, workers: int
@@ -297,7 +316,7 @@ def test_an_input_that_fails_while_it_is_scanned_stops_the_run_and_writes_nothin
 
     def fails_after_one_chunk(path: str, chunk_size: int) -> Iterator[tuple[int, int, int, int]]:
         yield next(real(path, chunk_size))
-        raise OSError(5, "Input/output error", path)
+        raise OSError(5, "Input/output error")  # as a failed read() says it: no file name
 
     monkeypatch.setattr(batch_spec, "scan_lines", fails_after_one_chunk)
     with pytest.raises(batch.BatchError) as stopped:
