@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import re
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -283,6 +284,35 @@ def test_the_work_starts_on_the_first_chunk_while_the_scan_goes_on(
     assert finished[1] == 8 if workers == 1 else finished[1] in (5, 8)
     assert summary.chunks == plain.chunks == 3
     assert tree(tmp_path / "out")["p.plans.jsonl"] == tree(tmp_path / "plain")["p.plans.jsonl"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_interrupted_run_stops_its_scan_and_leaves_nothing(
+    tmp_path: Path, rules_file: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    ledger_path = generated(tmp_path / "p.jsonl", 40)
+    real = batch_spec.scan_lines
+
+    def slow(path: str, chunk_size: int) -> Iterator[tuple[int, int, int, int]]:
+        for found in real(path, chunk_size):
+            yield found
+            time.sleep(0.3)  # still scanning when the first chunk is done
+
+    def interrupt(finished: int, total: int | None) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch_spec, "scan_lines", slow)
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(
+            spec(rules_file),
+            [str(ledger_path)],
+            tmp_path / "out",
+            workers=workers,
+            chunk_size=4,
+            progress=interrupt,
+        )
+    assert not (tmp_path / "out").exists()
+    assert [t.name for t in threading.enumerate() if t.name == "paysplit-scan"] == []
 
 
 def test_two_workers_know_the_total_long_before_the_end(tmp_path: Path, rules_file: Path) -> None:
