@@ -9,7 +9,8 @@ the library behind it:
   consecutive account lines by scanning it for newlines once (no line is
   parsed, nothing is held), so that a chunk is just (file, byte range, first
   line number). The local engine's workers start on the first chunks while the
-  scan goes on (:class:`ChunkScan`); a Dask bag needs them all first.
+  scan goes on (:class:`ChunkScan`). A Dask bag needs them all first: the
+  cluster's workers find them, a block of bytes each (:mod:`paysplit.batch_blocks`).
 * **Per account** (:meth:`Worker.run_chunk`): the line is validated in one
   pydantic call plus one linear reference check (:mod:`paysplit.ledger_io`),
   then every payment that is not void, not a refund and has unallocated
@@ -28,7 +29,8 @@ the library behind it:
   are put together in chunk order, so the output is the same bytes whatever
   the engine and the number of workers.
 * **Modules**: :mod:`paysplit.batch_spec` (what a run is given and gives back, the
-  inputs cut into chunks), :mod:`paysplit.batch_worker` (one process's work),
+  inputs cut into chunks), :mod:`paysplit.batch_blocks` (the same chunks, found by
+  Dask's workers), :mod:`paysplit.batch_worker` (one process's work),
   :mod:`paysplit.batch_output` (the output folder); this module runs the engines
   and is the library's face (``run_batch`` and every public name of the others).
 * **Output** in the ``out`` folder, written atomically (a temporary file,
@@ -60,6 +62,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal
 
+from paysplit.batch_blocks import chunks_of_blocks, cut_blocks, lines_in_block
 from paysplit.batch_output import OutputFolder
 from paysplit.batch_spec import (
     DEFAULT_CHUNK_SIZE,
@@ -246,10 +249,11 @@ def _run_dask(
         raise UsageError(
             "--engine dask needs Dask: pip install 'paysplit[dask]' (dask[bag] and distributed)"
         ) from None
-    chunks = list(scan)  # a bag is made from its partitions: the whole scan comes first
-    if not chunks:
+    blocks = cut_blocks(scan.inputs, scan.chunk_size)
+    if not blocks:
+        scan.feed(())
+        list(scan)
         return
-    staging = output.make_staging()
     finished = 0
     with contextlib.ExitStack() as stack:
         if scheduler is not None:
@@ -284,6 +288,18 @@ def _run_dask(
                 )
             )
             client = stack.enter_context(distributed.Client(cluster))
+        # A bag is made from its partitions, so the chunks are found first, but by the
+        # cluster's workers, each block of bytes apart (paysplit.batch_blocks): not by
+        # this process reading every input byte while the workers wait. A partition
+        # counts many blocks: a task per block would cost the scheduler more than the
+        # counting.
+        threads = max(1, sum(client.nthreads().values()))
+        counting = dask_bag.from_sequence(blocks, npartitions=min(len(blocks), 4 * threads))
+        scan.feed(chunks_of_blocks(blocks, client.compute(counting.map(lines_in_block)).result()))
+        chunks = list(scan)
+        if not chunks:
+            return
+        staging = output.make_staging()
         bag = dask_bag.from_sequence(chunks, npartitions=len(chunks)).map(
             _dask_task, spec=spec, staging=staging
         )

@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -290,7 +290,7 @@ def plan_chunks(inputs: Sequence[InputFile], chunk_size: int = DEFAULT_CHUNK_SIZ
 class ChunkScan:
     """The inputs' chunks as one pass of :func:`iter_chunks` finds them, kept in order.
 
-    The local engine iterates it once, in a thread of its own or the pool's, and its
+    The local engine iterates it once, in a thread of its own, and its
     workers start on the first chunks while the scan goes on through the rest: one
     process reading every input byte before any work began would be a serial wait as
     long as the inputs (914 MB: 0.4 s from the page cache, 1.7 s from disk), a larger
@@ -299,6 +299,8 @@ class ChunkScan:
     """
 
     def __init__(self, inputs: Sequence[InputFile], chunk_size: int = DEFAULT_CHUNK_SIZE):
+        self.inputs = tuple(inputs)
+        self.chunk_size = chunk_size
         self.found: list[Chunk] = []
         """The chunks found so far, in order (``found[i].index == i``)."""
         self.lines = 0
@@ -306,6 +308,11 @@ class ChunkScan:
         self.done = False
         """True once every input was scanned to its end."""
         self._source = iter_chunks(inputs, chunk_size)
+
+    def feed(self, chunks: Iterable[Chunk]) -> None:
+        """Keep ``chunks``, found elsewhere, instead of scanning here (the Dask engine's
+        workers find them: :mod:`paysplit.batch_blocks`). Before the scan is iterated."""
+        self._source = iter(chunks)
 
     def __iter__(self) -> Iterator[Chunk]:
         for chunk in self._source:

@@ -19,7 +19,8 @@ import dask
 import distributed  # the dask extra: make installs it
 import pytest
 
-from paysplit.batch import BatchSpec, run_batch
+from paysplit import batch
+from paysplit.batch import BatchError, BatchSpec, run_batch
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = """\
@@ -126,3 +127,62 @@ def test_dask_starts_and_closes_its_own_local_cluster(
     # (only for the run: the caller's Dask configuration is its own)
     assert dask.config.get("distributed.worker.profile.enabled") is True
     assert dask.config.get("distributed.admin.tick.interval") == "20ms"
+
+
+def test_dask_finds_the_same_lines_in_blocks_of_bytes_as_the_local_scan(
+    data: dict[str, Any], cluster: Any
+) -> None:
+    # The cluster's workers find the chunks a block of bytes each (paysplit.batch_blocks):
+    # an account line longer than many blocks, blank lines, a bad line and no newline at
+    # the end still give every line its own number, as the local scan does.
+    lines = list(_generator().lines(12, 23))
+    long_account = json.loads(lines[5])
+    long_account["extra"] = {"note": "x" * 40_000}
+    lines[5] = json.dumps(long_account) + "\n"
+    lines[8:8] = ["\n", "\n", '{"id": "torn", "charges": [\n']
+    north = data["folder"] / "north.jsonl"
+    north.write_text("".join(lines).rstrip("\n"), encoding="utf-8")
+    inputs = [*data["inputs"], str(north)]
+    local = data["folder"] / "blocks-local"
+    run_batch(data["spec"], inputs, local, workers=1, chunk_size=2)
+    out = data["folder"] / "blocks-dask"
+
+    summary = run_batch(
+        data["spec"], inputs, out, engine="dask", scheduler=cluster.scheduler_address, chunk_size=2
+    )
+
+    assert outputs(out) == outputs(local)
+    errors = [json.loads(line) for line in (out / "errors.jsonl").read_text().splitlines()]
+    assert [(e["file"], e["line"]) for e in errors if e["file"].endswith("north.jsonl")] == [
+        (str(north), 11)
+    ]
+    plans = [json.loads(line) for line in (out / "north.plans.jsonl").read_text().splitlines()]
+    assert {p["line"] for p in plans} <= {2, 3, 4, 5, 6, 7, 8, 12, 13, 14, 15, 16}
+    assert [p["account"] for p in plans if p["line"] == 6] == [long_account["id"]] * 3
+    # (the long account, read whole, has three payments to apply)
+    assert summary.files[2].counts.accounts == 13
+
+
+def test_an_input_lost_before_the_workers_count_its_lines_stops_the_run_naming_it(
+    data: dict[str, Any], cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    west = tmp_path / "west.jsonl"
+    west.write_bytes(Path(data["inputs"][1]).read_bytes())
+    cut_blocks = batch.cut_blocks
+
+    def cut_then_lose(inputs: Any, chunk_size: int) -> Any:
+        blocks = cut_blocks(inputs, chunk_size)
+        west.unlink()  # after the driver cut it, before a worker opens it
+        return blocks
+
+    monkeypatch.setattr(batch, "cut_blocks", cut_then_lose)
+    out = tmp_path / "out"
+    with pytest.raises(BatchError) as stopped:
+        run_batch(
+            data["spec"], [str(west)], out, engine="dask", scheduler=cluster.scheduler_address
+        )
+    assert str(stopped.value) == (
+        f"the batch stopped: {west}: No such file or directory; nothing was written "
+        f"(files already in {out} are as they were)"
+    )
+    assert not out.exists()

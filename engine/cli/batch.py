@@ -175,7 +175,7 @@ def _print_summary(summary: Summary) -> None:
     default=DEFAULT_CHUNK_SIZE,
     show_default=True,
     metavar="N",
-    help="Account lines per unit of work.",
+    help="Account lines per unit of work (with --engine dask: about that many, by bytes).",
 )
 @click.option(
     "--as-of",
