@@ -247,18 +247,18 @@ def scan_lines(path: str, chunk_size: int) -> Iterator[tuple[int, int, int, int]
             block = stream.read(_BLOCK)
             if not block:
                 break
-            position = 0
-            while True:
+            # The block's newlines are counted once: counting what is left of it for
+            # every chunk was quadratic when chunks are short (a MiB per one-line chunk).
+            position, available = 0, block.count(b"\n")
+            while available >= chunk_size - counted:
                 wanted = chunk_size - counted
-                available = block.count(b"\n", position)
-                if available < wanted:
-                    counted += available
-                    break
                 for _ in range(wanted):
                     position = block.index(b"\n", position) + 1
+                available -= wanted
                 end = base + position
                 yield start, end, first_line, chunk_size
                 start, first_line, counted = end, first_line + chunk_size, 0
+            counted += available
             base += len(block)
         if base > start:  # the lines after the last full chunk
             stream.seek(base - 1)

@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from paysplit import batch_spec
 from paysplit.batch_blocks import (
     Block,
     BlockLines,
@@ -65,6 +66,17 @@ _LINE = st.one_of(
 )
 
 
+def _every_line(content: bytes, name: str) -> list[tuple[str, int, bytes]]:
+    """The account lines of ``content`` numbered from 2, the plain way."""
+    if b"\n" not in content:
+        return []
+    lines = [line + b"\n" for line in content.split(b"\n")[1:]]
+    lines[-1] = lines[-1][:-1]
+    if not lines[-1]:
+        lines.pop()
+    return [(name, number, line) for number, line in enumerate(lines, start=2)]
+
+
 @settings(max_examples=300, deadline=None)
 @given(
     header=st.binary(max_size=20).map(lambda b: b.replace(b"\n", b"h")),
@@ -73,6 +85,7 @@ _LINE = st.one_of(
     header_ends=st.booleans(),
     step=st.integers(1, 40),
     chunk_size=st.integers(1, 6),
+    scan_block=st.integers(1, 50),
 )
 def test_chunks_found_block_by_block_hold_the_scans_lines(
     tmp_path_factory: pytest.TempPathFactory,
@@ -82,6 +95,7 @@ def test_chunks_found_block_by_block_hold_the_scans_lines(
     header_ends: bool,
     step: int,
     chunk_size: int,
+    scan_block: int,
 ) -> None:
     content = header + (b"\n" + b"\n".join(lines) if header_ends else b"")
     if header_ends and lines and terminated:
@@ -90,9 +104,13 @@ def test_chunks_found_block_by_block_hold_the_scans_lines(
     path.write_bytes(content)
     file = _input(path)
 
-    scanned = list(iter_chunks([file], chunk_size))
+    with pytest.MonkeyPatch.context() as patch:  # the scan's reads as small as a few bytes
+        patch.setattr(batch_spec, "_BLOCK", scan_block)
+        scanned = list(iter_chunks([file], chunk_size))
     by_blocks = _by_blocks(_blocks(file, step))
 
+    assert _numbered_lines(scanned) == _every_line(content, "east.jsonl")
+    assert all(c.lines == chunk_size for c in scanned[:-1])
     assert _numbered_lines(by_blocks) == _numbered_lines(scanned)
     assert [c.index for c in by_blocks] == list(range(len(by_blocks)))
     if by_blocks:  # one after the other, from the header's end to the file's
