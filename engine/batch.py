@@ -278,13 +278,16 @@ def _run_dask(
                     }
                 )
             )
+            # A task that fails (an input lost while it is read) is raised here and
+            # reported in one message; the worker's own log of it, with its traceback,
+            # would come first on stderr.
             cluster = stack.enter_context(
                 distributed.LocalCluster(
                     n_workers=workers,
                     threads_per_worker=1,
                     processes=True,
                     dashboard_address=":0",
-                    silence_logs=logging.ERROR,
+                    silence_logs=logging.CRITICAL,
                 )
             )
             client = stack.enter_context(distributed.Client(cluster))

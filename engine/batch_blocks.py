@@ -44,6 +44,8 @@ class Block:
     file: InputFile
     start: int
     end: int
+    size: int
+    """The input's size when it was cut: a worker that finds another stops the run."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ def cut_blocks(inputs: Sequence[InputFile], chunk_size: int) -> list[Block]:
             raise
         line_bytes = max(1, len(sample) // max(1, sample.count(b"\n")))
         step = max(1, line_bytes * chunk_size)
-        blocks.extend(Block(file, at, min(at + step, size)) for at in range(0, size, step))
+        blocks.extend(Block(file, at, min(at + step, size), size) for at in range(0, size, step))
     return blocks
 
 
@@ -84,17 +86,28 @@ def lines_in_block(block: Block) -> BlockLines | None:
 
     A line starts at a byte that follows a newline; the header (line 1, from byte 0)
     is not an account line. The last line that starts in the block is read to its
-    newline, or to the end of the file when it has none.
+    newline, or to the end of the file when it has none. An input whose size is not
+    the one it was cut at raises ``OSError`` ("the file changed while the batch read
+    it"): its lines would not be the ones the other blocks found.
     """
     try:
         with open(block.file.path, "rb", buffering=0) as stream:
+            if os.fstat(stream.fileno()).st_size != block.size:
+                raise _changed(block.file)
+            # A line starts in the block after a newline before its last byte: looked for
+            # only up to there (a block inside a long line would otherwise read the rest
+            # of the line, and a line over k blocks be read k times over).
             if block.start == 0:
-                start = _past_newline(stream, 0)  # the header is no account
+                start = _past_newline(stream, 0, block.end - 1)  # the header is no account
             else:
                 stream.seek(block.start - 1)
                 follows_newline = stream.read(1) == b"\n"
-                start = block.start if follows_newline else _past_newline(stream, block.start)
-            if start is None or start >= block.end:
+                start = (
+                    block.start
+                    if follows_newline
+                    else _past_newline(stream, block.start, block.end - 1)
+                )
+            if start is None:
                 return None
             stream.seek(start)
             # Into one buffer: a new bytes object per read costs as much as the count.
@@ -104,14 +117,12 @@ def lines_in_block(block: Block) -> BlockLines | None:
             while at < block.end:
                 got = stream.readinto(view[: block.end - at])
                 if not got:
-                    break  # the file is shorter than it was: what is there is counted
+                    raise _changed(block.file)  # shorter than it was a moment ago
                 newlines += buffer.count(b"\n", 0, got)
                 at += got
                 ended = buffer[got - 1] == _NEWLINE
             end, unterminated = at, 0
-            if at < block.end:  # the end of the file
-                unterminated = 0 if ended else 1
-            elif not ended:  # the last line goes on past the block: read it to its end
+            if not ended:  # the last line goes on past the block: read it to its end
                 found = _past_newline(stream, at)
                 if found is None:
                     end, unterminated = stream.seek(0, os.SEEK_END), 1
@@ -120,8 +131,6 @@ def lines_in_block(block: Block) -> BlockLines | None:
     except OSError as error:
         _name(error, block.file)
         raise
-    if end <= start:
-        return None
     return BlockLines(start, end, newlines + unterminated)
 
 
@@ -134,25 +143,25 @@ def chunks_of_blocks(
     file: InputFile | None = None
     first_line = expected = 0
     for block, lines in zip(blocks, found, strict=True):
-        if block.file is not file:
+        if block.file != file:
             file, first_line, expected = block.file, 2, -1
         if lines is None:
             continue
         if expected >= 0 and lines.start != expected:
-            raise OSError(0, "the file changed while the batch read it", block.file.path)
+            raise _changed(block.file)
         yield Chunk(index, block.file, lines.start, lines.end, first_line, lines.lines)
         index += 1
         first_line += lines.lines
         expected = lines.end
 
 
-def _past_newline(stream: BinaryIO, at: int) -> int | None:
-    """The offset just past the first newline at or after ``at``; None at the end of the
-    file without one."""
+def _past_newline(stream: BinaryIO, at: int, before: int | None = None) -> int | None:
+    """The offset just past the first newline at or after ``at`` (and before ``before``,
+    when given); None when there is none."""
     stream.seek(at)
     size = _LINE_READ
-    while True:
-        read = stream.read(size)
+    while before is None or at < before:
+        read = stream.read(size if before is None else min(size, before - at))
         size = _READ  # (a line is mostly a few KB: the first read is small)
         if not read:
             return None
@@ -160,6 +169,11 @@ def _past_newline(stream: BinaryIO, at: int) -> int | None:
         if newline >= 0:
             return at + newline + 1
         at += len(read)
+    return None
+
+
+def _changed(file: InputFile) -> OSError:
+    return OSError(0, "the file changed while the batch read it", file.path)
 
 
 def _name(error: OSError, file: InputFile) -> None:

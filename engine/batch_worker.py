@@ -78,7 +78,9 @@ class Worker:
         self.kernel = kernel_for(rule, self._request_base)
         """The rule's fast path (:mod:`paysplit.rule_kernel`), when it has one."""
         self.fast_path_accounts = 0
-        """Accounts whose plans :attr:`kernel` made, in this process so far."""
+        """Accounts whose plans :attr:`kernel` made through :meth:`allocate_account` (a
+        chunk counts its own in its :class:`Counts`: a Dask worker may run chunks in
+        several threads at once)."""
         self._headers: dict[tuple[str, int, int], tuple[LedgerHeader, dict[str, Any]]] = {}
 
     # -- headers ---------------------------------------------------------------------
@@ -101,7 +103,6 @@ class Worker:
     def run_chunk(self, chunk: Chunk, plans: IO[bytes], errors: IO[bytes]) -> Counts:
         """Read the chunk's lines one at a time, and write plans and errors as they come."""
         counts = Counts()
-        fast_before = self.fast_path_accounts
         out = _Out(plans, errors)
         header, fields = self.header(chunk.file.path)
         run_date = self.run_date(header)
@@ -119,7 +120,6 @@ class Worker:
                         chunk.file, raw, line_no, header, fields, run_date, out, counts
                     )
                 line_no += 1
-        counts.fast_path = self.fast_path_accounts - fast_before
         return counts
 
     def run_account(
@@ -141,7 +141,7 @@ class Worker:
             out.errors.write(_invalid_line(file, line_no, raw, parsed))
             return
         try:
-            plans = self.allocate_account(parsed, fields, run_date)
+            plans, fast = self.allocate(parsed, fields, run_date)
         except PaysplitError as error:
             # A plugin that failed, or a plan that cannot be applied: the account is
             # reported whole and none of its plans is written (they build on each other).
@@ -149,6 +149,7 @@ class Worker:
             reason = " ".join(line.strip() for line in error.render().splitlines())
             out.errors.write(error_line(file, line_no, parsed.id, "failed", reason))
             return
+        counts.fast_path += fast
         for payment_id, plan in plans:
             counts.payments += 1
             if plan.blocked is not None:
@@ -193,14 +194,21 @@ class Worker:
         ``apply_rule`` returns, :func:`plan_line` writes it without making the model.
         A rule with a fast path (:attr:`kernel`) runs there, with the same result.
         """
+        plans, fast = self.allocate(account, fields, run_date)
+        self.fast_path_accounts += fast
+        return plans
+
+    def allocate(
+        self, account: Account, fields: dict[str, Any], run_date: dt.date
+    ) -> tuple[list[tuple[str, PlanDraft]], bool]:
+        """:meth:`allocate_account`'s plans, and whether the fast path made them."""
         figures = AccountFigures.of(account)  # once; then updated as plans are applied
         queue = payments_to_apply(account, figures)
         trace = self.spec.trace
         if self.kernel is not None:
             made = self.kernel.run_account(account, figures, run_date, queue, trace=trace)
             if made is not None:
-                self.fast_path_accounts += 1
-                return made
+                return made, True
         plans: list[tuple[str, PlanDraft]] = []
         base = self._request_base
         rule = self.rule
@@ -214,7 +222,7 @@ class Worker:
             if position < len(queue) and plan.blocked is None and not plan.is_empty:
                 account = apply_to_account(account, plan)  # the next payment sees its splits
                 figures = figures.with_splits(account, (s[1:5] for s in plan.splits))
-        return plans
+        return plans, False
 
 
 def payments_to_apply(account: Account, figures: AccountFigures | None = None) -> list[str]:

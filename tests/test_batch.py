@@ -435,6 +435,31 @@ def test_a_corrupt_line_and_a_blocked_account_leave_the_rest_alone(
     assert stored["seconds"] >= 0
 
 
+def test_chunks_run_in_threads_at_once_each_count_their_own_fast_path_accounts(
+    tmp_path: Path, rules_file: Path
+) -> None:
+    # A Dask worker may run several chunks at once in threads of one process, on one
+    # Worker: a chunk must count the accounts its own fast path made, not the process's.
+    ledger_path = generated(tmp_path / "p.jsonl", 240)
+    worker = batch_worker.Worker(spec(rules_file))
+    assert worker.kernel is not None
+    chunks = plan_chunks(resolve_inputs([str(ledger_path)]), 60)
+    counted: dict[int, batch_spec.Counts] = {}
+
+    def run(chunk: batch_spec.Chunk) -> None:
+        part = tmp_path / str(chunk.index)
+        with open(f"{part}.plans", "wb") as plans, open(f"{part}.errors", "wb") as errors:
+            counted[chunk.index] = worker.run_chunk(chunk, plans, errors)
+
+    threads = [threading.Thread(target=run, args=(chunk,)) for chunk in chunks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert [(c.accounts, c.fast_path) for _, c in sorted(counted.items())] == [(60, 60)] * 4
+    assert worker.fast_path_accounts == 0  # (only allocate_account adds to it)
+
+
 def test_an_account_a_plugin_fails_on_is_reported_whole_and_the_run_goes_on(
     tmp_path: Path, rules_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,6 +10,7 @@ end, a header with nothing after it or no newline at all.
 from __future__ import annotations
 
 import errno
+import io
 import itertools
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from paysplit import batch_spec
+from paysplit import batch_blocks, batch_spec
 from paysplit.batch_blocks import (
     Block,
     BlockLines,
@@ -52,7 +53,7 @@ def _numbered_lines(chunks: list[Chunk]) -> list[tuple[str, int, bytes]]:
 
 def _blocks(file: InputFile, step: int) -> list[Block]:
     size = Path(file.path).stat().st_size
-    return [Block(file, at, min(at + step, size)) for at in range(0, size, step)]
+    return [Block(file, at, min(at + step, size), size) for at in range(0, size, step)]
 
 
 def _by_blocks(blocks: list[Block]) -> list[Chunk]:
@@ -86,6 +87,8 @@ def _every_line(content: bytes, name: str) -> list[tuple[str, int, bytes]]:
     step=st.integers(1, 40),
     chunk_size=st.integers(1, 6),
     scan_block=st.integers(1, 50),
+    block_read=st.integers(1, 20),
+    line_read=st.integers(1, 20),
 )
 def test_chunks_found_block_by_block_hold_the_scans_lines(
     tmp_path_factory: pytest.TempPathFactory,
@@ -96,6 +99,8 @@ def test_chunks_found_block_by_block_hold_the_scans_lines(
     step: int,
     chunk_size: int,
     scan_block: int,
+    block_read: int,
+    line_read: int,
 ) -> None:
     content = header + (b"\n" + b"\n".join(lines) if header_ends else b"")
     if header_ends and lines and terminated:
@@ -104,10 +109,12 @@ def test_chunks_found_block_by_block_hold_the_scans_lines(
     path.write_bytes(content)
     file = _input(path)
 
-    with pytest.MonkeyPatch.context() as patch:  # the scan's reads as small as a few bytes
+    with pytest.MonkeyPatch.context() as patch:  # every read as small as a few bytes
         patch.setattr(batch_spec, "_BLOCK", scan_block)
+        patch.setattr(batch_blocks, "_READ", block_read)
+        patch.setattr(batch_blocks, "_LINE_READ", line_read)
         scanned = list(iter_chunks([file], chunk_size))
-    by_blocks = _by_blocks(_blocks(file, step))
+        by_blocks = _by_blocks(_blocks(file, step))
 
     assert _numbered_lines(scanned) == _every_line(content, "east.jsonl")
     assert all(c.lines == chunk_size for c in scanned[:-1])
@@ -147,17 +154,17 @@ def test_blocks_are_sized_by_the_first_lines_to_about_chunk_size_lines(tmp_path:
     path.write_bytes(b"H" * 9 + b"\n" + b"x" * 9 + b"\n" + b"y" * 99 + b"\n")  # 10-byte lines first
     file = _input(path)
     assert cut_blocks([file], 1) == [
-        Block(file, 0, 40),  # 120 bytes, 3 lines in the first MiB: 40 bytes a line
-        Block(file, 40, 80),
-        Block(file, 80, 120),
+        Block(file, 0, 40, 120),  # 120 bytes, 3 lines in the first MiB: 40 bytes a line
+        Block(file, 40, 80, 120),
+        Block(file, 80, 120, 120),
     ]
     assert [lines_in_block(b) for b in cut_blocks([file], 1)] == [
         BlockLines(10, 120, 2),  # the long line starts in the first block: read to its end
         None,
         None,
     ]
-    assert cut_blocks([file], 2) == [Block(file, 0, 80), Block(file, 80, 120)]
-    assert cut_blocks([file], 1000) == [Block(file, 0, 120)]
+    assert cut_blocks([file], 2) == [Block(file, 0, 80, 120), Block(file, 80, 120, 120)]
+    assert cut_blocks([file], 1000) == [Block(file, 0, 120, 120)]
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
     assert cut_blocks([_input(empty)], 3) == []
@@ -211,22 +218,28 @@ def test_a_read_error_names_the_input(tmp_path: Path, monkeypatch: pytest.Monkey
         return real_open(name, mode, *args, **kwargs)
 
     monkeypatch.setattr("builtins.open", failing_open)
-    for call in (lambda: lines_in_block(Block(file, 0, 6)), lambda: cut_blocks([file], 2)):
+    for call in (lambda: lines_in_block(Block(file, 0, 6, 6)), lambda: cut_blocks([file], 2)):
         with pytest.raises(OSError) as raised:
             call()
         assert raised.value.filename == str(path)
         assert raised.value.strerror == "Input/output error"
 
 
-def test_a_file_shorter_than_its_blocks_gives_the_lines_it_has(tmp_path: Path) -> None:
+def test_a_file_cut_at_another_size_stops_the_run_naming_it(tmp_path: Path) -> None:
+    # Appended to or cut short after the driver cut it: its lines are not the ones the
+    # other blocks found (nor all of them), so no block counts it.
     path = tmp_path / "east.jsonl"
-    path.write_bytes(b"H\na\nb")  # cut when it was longer: the last block ends past the end
+    path.write_bytes(b"H\na\nb\nc\n")
     file = _input(path)
-    assert lines_in_block(Block(file, 0, 100)) == BlockLines(2, 5, 2)
-    assert lines_in_block(Block(file, 4, 100)) == BlockLines(4, 5, 1)
-    path.write_bytes(b"H\na\n")
-    assert lines_in_block(Block(file, 0, 100)) == BlockLines(2, 4, 1)
-    assert lines_in_block(Block(file, 4, 100)) is None
+    blocks = _blocks(file, 4)
+    assert [lines_in_block(b) for b in blocks] == [BlockLines(2, 4, 1), BlockLines(4, 8, 2)]
+    for changed in (b"H\na\nb\nc\nd\n", b"H\na\nb"):
+        path.write_bytes(changed)
+        for block in blocks:
+            with pytest.raises(OSError) as raised:
+                lines_in_block(block)
+            assert raised.value.filename == str(path)
+            assert raised.value.strerror == "the file changed while the batch read it"
 
 
 def test_a_block_longer_than_one_read_counts_each_line_once(tmp_path: Path) -> None:
@@ -234,5 +247,38 @@ def test_a_block_longer_than_one_read_counts_each_line_once(tmp_path: Path) -> N
     lines = [b"a%06d\n" % n for n in range(50_000)]  # 400,000 bytes: more than one read
     path.write_bytes(b"H\n" + b"".join(lines))
     file = _input(path)
-    assert lines_in_block(Block(file, 0, path.stat().st_size)) == BlockLines(2, 400_002, 50_000)
-    assert lines_in_block(Block(file, 0, 300_001)) == BlockLines(2, 300_002, 37_500)
+    size = path.stat().st_size
+    assert lines_in_block(Block(file, 0, size, size)) == BlockLines(2, 400_002, 50_000)
+    assert lines_in_block(Block(file, 0, 300_001, size)) == BlockLines(2, 300_002, 37_500)
+
+
+def test_a_line_longer_than_every_read_is_read_whole_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "east.jsonl"
+    long_line = b"x" * 700_000 + b"\n"  # longer than a read (256 KiB) and the sample (1 MiB / 2)
+    path.write_bytes(b"H\n" + b"a\n" + long_line + b"b\n" + long_line + b"c")
+    file = _input(path)
+    blocks = _blocks(file, 100_000)
+    read: list[int] = []
+
+    class Counted(io.FileIO):
+        def read(self, size: int = -1) -> bytes:
+            got = super().read(size) or b""
+            read.append(len(got))
+            return got
+
+        def readinto(self, buffer: Any) -> int:
+            got = super().readinto(buffer) or 0
+            read.append(got)
+            return got
+
+    monkeypatch.setattr(batch_blocks, "open", lambda name, *_, **__: Counted(name), raising=False)
+    chunks = _by_blocks(blocks)
+    assert [(c.first_line, c.lines) for c in chunks] == [(2, 2), (4, 2), (6, 1)]
+    assert _numbered_lines(chunks) == _every_line(path.read_bytes(), "east.jsonl")
+    # Each line is read to its end once, by the block it starts in; the blocks inside it
+    # look only as far as their own end for a line that starts in them: each byte is read
+    # twice at most (and a read past a newline). Searching each inner block to the end
+    # of the line read 6.7 MB here: quadratic in the length of a line.
+    assert sum(read) < 3 * path.stat().st_size

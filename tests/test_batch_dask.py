@@ -186,3 +186,21 @@ def test_an_input_lost_before_the_workers_count_its_lines_stops_the_run_naming_i
         f"(files already in {out} are as they were)"
     )
     assert not out.exists()
+
+
+def test_a_lost_input_with_a_cluster_of_its_own_says_so_once_and_logs_nothing(
+    data: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: Any
+) -> None:
+    west = tmp_path / "west.jsonl"
+    west.write_bytes(Path(data["inputs"][1]).read_bytes())
+    cut_blocks = batch.cut_blocks
+
+    def cut_then_lose(inputs: Any, chunk_size: int) -> Any:
+        blocks = cut_blocks(inputs, chunk_size)
+        west.unlink()
+        return blocks
+
+    monkeypatch.setattr(batch, "cut_blocks", cut_then_lose)
+    with pytest.raises(BatchError, match="No such file or directory; nothing was written"):
+        run_batch(data["spec"], [str(west)], tmp_path / "out", engine="dask", workers=2)
+    assert capfd.readouterr().err == ""  # (the workers' log of the failed task, silenced)
