@@ -24,7 +24,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from paysplit.batch_spec import Chunk, InputFile
+from paysplit.batch_spec import Chunk, InputFile, input_changed, name_input
 
 __all__ = ["Block", "BlockLines", "chunks_of_blocks", "cut_blocks", "lines_in_block"]
 
@@ -72,7 +72,7 @@ def cut_blocks(inputs: Sequence[InputFile], chunk_size: int) -> list[Block]:
                 size = os.fstat(stream.fileno()).st_size
                 sample = stream.read(_SAMPLE)
         except OSError as error:
-            _name(error, file)
+            name_input(error, file)
             raise
         line_bytes = max(1, len(sample) // max(1, sample.count(b"\n")))
         step = max(1, line_bytes * chunk_size)
@@ -93,7 +93,7 @@ def lines_in_block(block: Block) -> BlockLines | None:
     try:
         with open(block.file.path, "rb", buffering=0) as stream:
             if os.fstat(stream.fileno()).st_size != block.size:
-                raise _changed(block.file)
+                raise input_changed(block.file)
             # A line starts in the block after a newline before its last byte: looked for
             # only up to there (a block inside a long line would otherwise read the rest
             # of the line, and a line over k blocks be read k times over).
@@ -117,7 +117,7 @@ def lines_in_block(block: Block) -> BlockLines | None:
             while at < block.end:
                 got = stream.readinto(view[: block.end - at])
                 if not got:
-                    raise _changed(block.file)  # shorter than it was a moment ago
+                    raise input_changed(block.file)  # shorter than it was a moment ago
                 newlines += buffer.count(b"\n", 0, got)
                 at += got
                 ended = buffer[got - 1] == _NEWLINE
@@ -129,7 +129,7 @@ def lines_in_block(block: Block) -> BlockLines | None:
                 else:
                     end, newlines = found, newlines + 1
     except OSError as error:
-        _name(error, block.file)
+        name_input(error, block.file)
         raise
     return BlockLines(start, end, newlines + unterminated)
 
@@ -148,7 +148,7 @@ def chunks_of_blocks(
         if lines is None:
             continue
         if expected >= 0 and lines.start != expected:
-            raise _changed(block.file)
+            raise input_changed(block.file)
         yield Chunk(index, block.file, lines.start, lines.end, first_line, lines.lines)
         index += 1
         first_line += lines.lines
@@ -170,13 +170,3 @@ def _past_newline(stream: BinaryIO, at: int, before: int | None = None) -> int |
             return at + newline + 1
         at += len(read)
     return None
-
-
-def _changed(file: InputFile) -> OSError:
-    return OSError(0, "the file changed while the batch read it", file.path)
-
-
-def _name(error: OSError, file: InputFile) -> None:
-    """A failed read names no file: say which input it was."""
-    if error.filename is None:
-        error.filename = file.path

@@ -276,10 +276,21 @@ def iter_chunks(
             for start, end, first_line, lines in scan_lines(file.path, chunk_size):
                 yield Chunk(index, file, start, end, first_line, lines)
                 index += 1
-        except OSError as error:  # a failed read names no file: say which input it was
-            if error.filename is None:
-                error.filename = file.path
+        except OSError as error:
+            name_input(error, file)
             raise
+
+
+def name_input(error: OSError, file: InputFile) -> None:
+    """A failed read names no file: say which input it was."""
+    if error.filename is None:
+        error.filename = file.path
+
+
+def input_changed(file: InputFile) -> OSError:
+    """The error of an input whose bytes are not the ones its chunks were cut from: the
+    run stops rather than read other lines, or fewer, than it counted."""
+    return OSError(0, "the file changed while the batch read it", file.path)
 
 
 def plan_chunks(inputs: Sequence[InputFile], chunk_size: int = DEFAULT_CHUNK_SIZE) -> list[Chunk]:

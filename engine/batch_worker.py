@@ -22,7 +22,14 @@ from typing import IO, Any
 from paysplit.allocation import allocate_draft
 from paysplit.apply import apply_to_account
 from paysplit.batch_output import compact_json, error_line
-from paysplit.batch_spec import BatchSpec, Chunk, ChunkResult, Counts, InputFile
+from paysplit.batch_spec import (
+    BatchSpec,
+    Chunk,
+    ChunkResult,
+    Counts,
+    InputFile,
+    input_changed,
+)
 from paysplit.errors import LedgerError, PaysplitError, UsageError
 from paysplit.figures import AccountFigures
 from paysplit.ledger import Account, LedgerHeader
@@ -120,6 +127,8 @@ class Worker:
                         chunk.file, raw, line_no, header, fields, run_date, out, counts
                     )
                 line_no += 1
+        if left or line_no - chunk.first_line != chunk.lines:
+            raise input_changed(chunk.file)  # cut short, or its lines moved, since the scan
         return counts
 
     def run_account(

@@ -9,6 +9,7 @@ partly allocated; charges in every status, debits, estimates, adjustments).
 from __future__ import annotations
 
 import importlib.util
+import io
 import itertools
 import json
 import multiprocessing
@@ -458,6 +459,29 @@ def test_chunks_run_in_threads_at_once_each_count_their_own_fast_path_accounts(
         thread.join()
     assert [(c.accounts, c.fast_path) for _, c in sorted(counted.items())] == [(60, 60)] * 4
     assert worker.fast_path_accounts == 0  # (only allocate_account adds to it)
+
+
+def test_a_chunk_whose_input_changed_since_the_scan_stops_naming_it(
+    tmp_path: Path, rules_file: Path
+) -> None:
+    # The chunk is read as the scan found it, or not at all: an input cut short, or whose
+    # lines moved (a newline gone, the size the same), would lose accounts without a word.
+    ledger_path = generated(tmp_path / "p.jsonl", 6)
+    chunks = plan_chunks(resolve_inputs([str(ledger_path)]), 3)
+    worker = batch_worker.Worker(spec(rules_file))
+    content = ledger_path.read_bytes()
+    newline = content.index(b"\n", chunks[1].start)  # ending the chunk's first line
+    for changed in (
+        content[: chunks[1].end - 10],
+        content[:newline] + b" " + content[newline + 1 :],
+    ):
+        ledger_path.write_bytes(changed)
+        with pytest.raises(OSError) as raised:
+            worker.run_chunk(chunks[1], io.BytesIO(), io.BytesIO())
+        assert raised.value.filename == str(ledger_path)
+        assert raised.value.strerror == "the file changed while the batch read it"
+    ledger_path.write_bytes(content)
+    assert worker.run_chunk(chunks[1], io.BytesIO(), io.BytesIO()).accounts == 3
 
 
 def test_an_account_a_plugin_fails_on_is_reported_whole_and_the_run_goes_on(
