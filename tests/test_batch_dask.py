@@ -163,19 +163,26 @@ def test_dask_finds_the_same_lines_in_blocks_of_bytes_as_the_local_scan(
     assert summary.files[2].counts.accounts == 13
 
 
-def test_an_input_lost_before_the_workers_count_its_lines_stops_the_run_naming_it(
-    data: dict[str, Any], cluster: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def lost_after_cut(data: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of an input that vanishes after the driver cut it, before a worker opens it."""
     west = tmp_path / "west.jsonl"
     west.write_bytes(Path(data["inputs"][1]).read_bytes())
     cut_blocks = batch.cut_blocks
 
     def cut_then_lose(inputs: Any, chunk_size: int) -> Any:
         blocks = cut_blocks(inputs, chunk_size)
-        west.unlink()  # after the driver cut it, before a worker opens it
+        west.unlink()
         return blocks
 
     monkeypatch.setattr(batch, "cut_blocks", cut_then_lose)
+    return west
+
+
+def test_an_input_lost_before_the_workers_count_its_lines_stops_the_run_naming_it(
+    data: dict[str, Any], cluster: Any, tmp_path: Path, lost_after_cut: Path
+) -> None:
+    west = lost_after_cut
     out = tmp_path / "out"
     with pytest.raises(BatchError) as stopped:
         run_batch(
@@ -189,18 +196,8 @@ def test_an_input_lost_before_the_workers_count_its_lines_stops_the_run_naming_i
 
 
 def test_a_lost_input_with_a_cluster_of_its_own_says_so_once_and_logs_nothing(
-    data: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: Any
+    data: dict[str, Any], tmp_path: Path, lost_after_cut: Path, capfd: Any
 ) -> None:
-    west = tmp_path / "west.jsonl"
-    west.write_bytes(Path(data["inputs"][1]).read_bytes())
-    cut_blocks = batch.cut_blocks
-
-    def cut_then_lose(inputs: Any, chunk_size: int) -> Any:
-        blocks = cut_blocks(inputs, chunk_size)
-        west.unlink()
-        return blocks
-
-    monkeypatch.setattr(batch, "cut_blocks", cut_then_lose)
     with pytest.raises(BatchError, match="No such file or directory; nothing was written"):
-        run_batch(data["spec"], [str(west)], tmp_path / "out", engine="dask", workers=2)
+        run_batch(data["spec"], [str(lost_after_cut)], tmp_path / "out", engine="dask", workers=2)
     assert capfd.readouterr().err == ""  # (the workers' log of the failed task, silenced)
