@@ -239,12 +239,17 @@ def payments_to_apply(account: Account, figures: AccountFigures | None = None) -
     credit; by payment date, then ledger order (``figures``: the account's, if known)."""
     if figures is None:
         figures = AccountFigures.of(account)
+    # figures.unallocated(payment) > 0, inline: this runs for every account of a batch
+    allocated, refunded = figures.split_total_by_payment, figures.refunded_by_payment
     queue = [
         (payment.date, position, payment.id)
         for position, payment in enumerate(account.payments)
-        if not payment.void and payment.type == "payment" and figures.unallocated(payment) > 0
+        if not payment.void
+        and payment.type == "payment"
+        and payment.amount - allocated.get(payment.id, 0) - refunded.get(payment.id, 0) > 0
     ]
-    queue.sort()
+    if len(queue) > 1:
+        queue.sort()
     return [payment_id for _, _, payment_id in queue]
 
 

@@ -79,6 +79,12 @@ def _newest_charge_first(charge: Charge) -> int:
     return -charge.date.toordinal()
 
 
+TOTAL_CHARGE_KEYS = frozenset({_oldest_charge_first, _newest_charge_first})
+"""The stock orders' charge forms: a whole number for every charge, never an error. The
+fast path asks them only about the charges it may pay; a vendor's form is asked about
+every charge in scope, as the general path asks its order."""
+
+
 class LargestFirst(Order):
     """By what the credit may still put on the target, largest first."""
 

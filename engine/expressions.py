@@ -4,7 +4,9 @@ A ``where`` expression is checked once, when the rules are loaded, against
 the fields of ``docs/rule-language.md`` and the loaded plugins' vocabulary,
 and becomes a :class:`Condition` (negations pushed down to the comparisons)
 and a closure that the allocation core calls per target. Nothing walks a
-syntax tree at run time, and no user text is ever evaluated as code.
+syntax tree at run time, and no user text is ever evaluated as code (the one
+function generated from a condition, :mod:`paysplit.charge_predicates`, is made
+from its structure, with every constant passed by name).
 
 A skipped target gets a plain reason, e.g.
 ``status due_insurance is not due_patient or pending_patient`` or
@@ -20,6 +22,7 @@ from functools import partial
 from operator import attrgetter
 from typing import Any, Literal, TypeAlias
 
+from paysplit.charge_predicates import predicate_of
 from paysplit.ledger import Charge, Payment
 from paysplit.money import MoneyError, format_cents, parse_amount
 from paysplit.patterns import VocabularyCheck, closest
@@ -190,6 +193,11 @@ class WhereFilter(Filter):
 
     def charge_form(self) -> Callable[[Charge], str | None] | None:
         return self.charge_test
+
+    def charge_predicate(self) -> Callable[[Charge], bool] | None:
+        if self.charge_test is None:
+            return None
+        return predicate_of(self.condition)
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,18 @@ class Filter(Clause):
         """
         return None
 
+    def charge_predicate(self) -> Callable[[Charge], bool] | None:
+        """Optional (default None); only with :meth:`charge_form`. Asked once per rule.
+
+        Return a function of a charge that gives True exactly when the charge form gives
+        None (the filter keeps the charge) and False when it gives a reason. Runs that
+        never say why a charge was skipped (``paysplit batch --trace none``) call it
+        instead of the charge form: no reason text is made for the charges the filter
+        skips. None: they call the charge form and drop its reason. Any other return
+        value than True or False sends the account to the general path.
+        """
+        return None
+
 
 class Order(Clause):
     """Orders targets; ties always break by ledger position."""

@@ -22,13 +22,14 @@ explains (sentences, probes of charges the credit never reached) is not done.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
 from paysplit.apply import apply_to_account
 from paysplit.clause_calls import call_clause, refuse
-from paysplit.core_clauses import PaymentSource
+from paysplit.core_clauses import TOTAL_CHARGE_KEYS, PaymentSource
 from paysplit.figures import AccountFigures
 from paysplit.ledger import Account, Charge, CreditNote, Payment
 from paysplit.money import Cents
@@ -49,6 +50,7 @@ from paysplit.target_views import charge_unpaid_reason
 __all__ = ["RuleKernel", "kernel_for"]
 
 ChargeFilter = Callable[[Charge], str | None]
+ChargeTest = Callable[[Charge], bool]
 ChargeKey = Callable[[Charge], Any]
 ChargeGuard = Callable[[Payment, Charge], Verdict | None]
 
@@ -68,6 +70,24 @@ def _charge_form(clause: CompiledClause[Any]) -> Any:
     if form is not None and not callable(form):
         raise refuse(clause, f"returned {form!r} from charge_form (expected a function or None)")
     return form
+
+
+def _kept_by_form(form: ChargeFilter, charge: Charge) -> bool:
+    return form(charge) is None
+
+
+def _charge_predicate(clause: CompiledClause[Filter], form: ChargeFilter) -> ChargeTest:
+    """The filter's charge predicate, or its charge form asked only whether it keeps."""
+    if not _overrides(clause, "charge_predicate", Filter):
+        return functools.partial(_kept_by_form, form)
+    test = call_clause(clause, "charge_predicate", clause.impl.charge_predicate)
+    if test is None:
+        return functools.partial(_kept_by_form, form)
+    if not callable(test):
+        raise refuse(
+            clause, f"returned {test!r} from charge_predicate (expected a function or None)"
+        )
+    return test
 
 
 def kernel_for(rule: CompiledRule, base: Mapping[str, Any]) -> RuleKernel | None:
@@ -99,11 +119,13 @@ def kernel_for(rule: CompiledRule, base: Mapping[str, Any]) -> RuleKernel | None
         and getattr(g.impl, "speaks_only_beyond_limits", False) is not True
     ]
     filters: list[tuple[CompiledClause[Filter], ChargeFilter]] = []
+    keeps: list[ChargeTest] = []
     for flt in rule.filters:
         form = _charge_form(flt)
         if form is None:
             return None
         filters.append((flt, form))
+        keeps.append(_charge_predicate(flt, form))
     order: tuple[CompiledClause[Order], ChargeKey] | None = None
     if rule.orders:
         form = _charge_form(rule.orders[0])
@@ -116,7 +138,7 @@ def kernel_for(rule: CompiledRule, base: Mapping[str, Any]) -> RuleKernel | None
         if form is None:
             return None
         checks.append((guard, form))
-    return RuleKernel(rule, base, tuple(filters), order, tuple(checks))
+    return RuleKernel(rule, base, tuple(filters), order, tuple(checks), tuple(keeps))
 
 
 _WHOLE_NUMBERS, _TEXTS = frozenset({int}), frozenset({str})
@@ -137,6 +159,7 @@ class RuleKernel:
         filters: tuple[tuple[CompiledClause[Filter], ChargeFilter], ...],
         order: tuple[CompiledClause[Order], ChargeKey] | None,
         checks: tuple[tuple[CompiledClause[Guard], ChargeGuard], ...],
+        keeps: tuple[ChargeTest, ...] = (),
     ) -> None:
         self.rule = rule
         self.name = rule.name
@@ -144,8 +167,13 @@ class RuleKernel:
         self.source_at = str(rule.source.location)
         self.filters = tuple((clause, form, str(clause.location)) for clause, form in filters)
         # (the clauses are kept for coverage and messages; the kernel calls the forms)
+        self.keeps = keeps or tuple(functools.partial(_kept_by_form, f) for _, f in filters)
+        """Per filter, whether it keeps a charge (the run without the trace asks only that)."""
         self.order = order
         self.order_at = str(order[0].location) if order is not None else self.rule_at
+        self.key_every_charge = order is not None and order[1] not in TOTAL_CHARGE_KEYS
+        """The order is a vendor's: its key is asked about every charge in scope, paid or
+        skipped, as the general path asks (a key that fails anywhere, fails there too)."""
         self.checks = tuple((form, str(clause.location)) for clause, form in checks)
         self.opt_in_kinds: frozenset[str] = base.get("opt_in_kinds", frozenset())
         admitted: set[str] = set()
@@ -191,6 +219,8 @@ class RuleKernel:
         queue: Sequence[str],
         trace: bool,
     ) -> list[tuple[str, PlanDraft]]:
+        if not trace and not self.rule.scopes:
+            return self._run_bare(account, figures, run_date, queue)
         charges = account.charges
         by_id = figures.payments
         # What does not depend on the payment, once per account, in one pass over the
@@ -276,6 +306,164 @@ class RuleKernel:
                 if self.rule.scopes:
                     # A scope clause sees the account as the plans so far left it.
                     account = apply_to_account(account, plan)
+        return plans
+
+    def _run_bare(
+        self,
+        account: Account,
+        figures: AccountFigures,
+        run_date: dt.date,
+        queue: Sequence[str],
+    ) -> list[tuple[str, PlanDraft]]:
+        """:meth:`_run` without the trace, for a rule without a scope clause (the batch's
+        usual case): each payment pays only its own patient's charges, and a charge a
+        filter skips, or the credit never reaches, is never looked at again. One
+        function, as the hand-written loop is: per charge, only what decides."""
+        charges = account.charges
+        by_id = figures.payments
+        payers = {by_id[p].patient for p in queue}
+        form = self.order[1] if self.order is not None else _oldest_first
+        keeps, barred = self.keeps, self.barred_kinds
+        one = keeps[0] if len(keeps) == 1 else None
+        key_every_charge = self.key_every_charge
+        in_lane: dict[str, int] = {}  # each patient's charges, skipped or not
+        ranked: list[tuple[Any, int, str]] = []  # (key, position, patient) of those to pay
+        kinds: set[type] = set()
+        for at, charge in enumerate(charges):
+            patient = charge.patient
+            if patient not in payers:
+                continue
+            in_lane[patient] = in_lane.get(patient, 0) + 1
+            if key_every_charge:
+                key = form(charge)
+                kinds.add(type(key))
+            if charge.kind in barred:
+                continue
+            if one is not None:  # one filter: the usual rule
+                kept = one(charge)
+                if kept is False:
+                    continue
+                if kept is not True:
+                    raise _Irregular  # (a vendor's predicate that answers neither)
+            else:
+                for kept_by in keeps:
+                    kept = kept_by(charge)
+                    if kept is False:
+                        break
+                    if kept is not True:
+                        raise _Irregular
+                else:
+                    ranked.append((key if key_every_charge else form(charge), at, patient))
+                continue
+            ranked.append((key if key_every_charge else form(charge), at, patient))
+        if not key_every_charge:
+            kinds = {type(entry[0]) for entry in ranked}
+        if not (kinds <= _WHOLE_NUMBERS or kinds <= _TEXTS):
+            raise _Irregular
+        ranked.sort(key=_KEY)  # stable: ties keep ledger order
+        lanes: dict[str, list[Charge]] = {}
+        for _, at, patient in ranked:
+            lane = lanes.get(patient)
+            if lane is None:
+                lanes[patient] = [charges[at]]
+            else:
+                lane.append(charges[at])
+        splits_of_account = account.splits
+        split_ids = {s.id for s in splits_of_account}
+        existing: dict[str, int] = {}
+        for split in splits_of_account:
+            existing[split.payment] = existing.get(split.payment, 0) + 1
+        adjusted = figures.adjustment_total_by_charge
+        paid_before = figures.split_total_by_charge
+        balances: dict[str, Cents] = {}  # before this run's first payment, once read
+        checks = self.checks
+        leftover = self.rule.leftover
+        default_unearned_type = self.default_unearned_type
+        name = self.name
+        plans: list[tuple[str, PlanDraft]] = []
+        for payment_id in queue:
+            payment = by_id[payment_id]
+            if payment.void or payment.type != "payment":
+                raise _Irregular
+            insurance = payment.payer == "insurance"
+            credit = left = figures.unallocated(payment)
+            unearned_type = payment.unearned_type or default_unearned_type
+            count = existing.get(payment_id, 0)
+            warnings: list[PlanWarning] = []
+            splits: list[SplitRow] = []
+            eligible = False
+            for charge in lanes.get(payment.patient, ()):
+                if left <= 0:
+                    break  # (with credit, nothing is paid only after every charge is seen)
+                charge_id = charge.id
+                balance = balances.get(charge_id)
+                if balance is None:
+                    balance = balances[charge_id] = (
+                        charge.amount + adjusted.get(charge_id, 0) - paid_before.get(charge_id, 0)
+                    )
+                allocatable = balance if insurance else balance - charge.insurance_estimate
+                if allocatable <= 0:
+                    continue
+                eligible = True
+                if checks:
+                    said: list[PlanWarning] = []
+                    refused = False
+                    for guard, where in checks:
+                        verdict = guard(payment, charge)
+                        if verdict is None:
+                            continue
+                        if isinstance(verdict, Refuse):
+                            refused = True
+                            break
+                        if isinstance(verdict, Warn):
+                            said.append(PlanWarning(message=verdict.message, clause=where))
+                            continue
+                        raise _Irregular
+                    if refused:
+                        continue
+                    for warning in said:
+                        if warning not in warnings:
+                            warnings.append(warning)
+                amount = allocatable if allocatable < left else left
+                while True:
+                    count += 1
+                    split_id = f"{payment_id}-{count}"
+                    if split_id not in split_ids:
+                        split_ids.add(split_id)
+                        break
+                splits.append(
+                    (split_id, payment_id, charge_id, None, amount, f"T-{split_id}", unearned_type)
+                )
+                balances[charge_id] = balance - amount  # the next payment sees this split
+                left -= amount
+            existing[payment_id] = count
+            credits = self._leftover(payment, left) if leftover is not None and left > 0 else ()
+            if not splits:
+                if credit <= 0:
+                    warning = PlanWarning(
+                        message=nothing_unallocated(payment_id), clause=self.source_at
+                    )
+                else:
+                    in_scope = in_lane.get(payment.patient, 0)
+                    warning = self._nothing[0 if not in_scope else 1 if not eligible else 2]
+                if warning not in warnings:
+                    warnings.append(warning)
+            plans.append(
+                (
+                    payment_id,
+                    PlanDraft(
+                        operation="apply",
+                        rule=name,
+                        blocked=None,
+                        splits=splits,
+                        credits=credits,
+                        unallocated={payment_id: left},
+                        warnings=tuple(warnings),
+                        trace=[],
+                        date=run_date,
+                    ),
+                )
+            )
         return plans
 
     def _scope(self, account: Account, patient: str) -> list[str]:

@@ -58,6 +58,7 @@ LANGUAGE = {
     "paysplit.parser",
     "paysplit.compiler",
     "paysplit.expressions",
+    "paysplit.charge_predicates",
     "paysplit.checks",
     "paysplit.formatter",
 }

@@ -245,6 +245,53 @@ def test_a_charge_form_that_fails_sends_the_account_to_the_general_path() -> Non
         assert worker.fast_path_accounts == 0  # (the batch summary's fast_path)
 
 
+def _key_fails_on_c1(charge: Charge) -> int:
+    if charge.id == "C1":
+        raise ValueError("C1 has no key")
+    return charge.date.toordinal()
+
+
+@pytest.mark.parametrize("trace", [True, False])
+def test_a_vendor_order_is_asked_about_every_charge_as_the_general_path_asks(
+    trace: bool,
+) -> None:
+    """Without the trace the kernel asks a stock order only about the charges it may pay;
+    a vendor's order it asks about every charge in scope, as the general path does, so a
+    key that fails on a charge a filter skips gives up the account on both paths alike."""
+    smith = Path("examples/ledgers/smith_family.json")
+    ledger = ledger_from_document(json.loads(smith.read_text()), "smith")
+    with _worker("rule simple: oldest first, where status = due_insurance\n", trace) as worker:
+        kernel = worker.kernel
+        assert kernel is not None and kernel.order is not None
+        account = ledger.accounts[0]
+        c1 = next(c for c in account.charges if c.id == "C1")
+        assert c1.status != "due_insurance"  # the filter skips it: no plan pays it
+        figures = AccountFigures.of(account)
+        queue = payments_to_apply(account, figures)
+        assert kernel.run_account(account, figures, AS_OF, queue, trace=trace) is not None
+        assert not kernel.key_every_charge  # a stock order
+
+        order = worker.rule.orders[0]
+
+        class VendorOrder(type(order.impl)):  # type: ignore[misc]
+            def sort_key(self, target: Any) -> Any:
+                return _key_fails_on_c1(target.charge)
+
+            def charge_form(self) -> Any:
+                return _key_fails_on_c1
+
+        vendor = dataclasses.replace(order, impl=VendorOrder(), plugin="acme.orders")
+        rule = dataclasses.replace(worker.rule, orders=(vendor,))
+        vendors = kernel_for(rule, worker._request_base)
+        assert vendors is not None and vendors.key_every_charge
+        assert vendors.run_account(account, figures, AS_OF, queue, trace=trace) is None
+        worker.rule = rule  # the general path with the vendor's order fails on C1 too
+        failed = _general(
+            worker, account, {n: getattr(ledger, n) for n in LedgerHeader.model_fields}
+        )
+        assert isinstance(failed, PaysplitError) and "C1 has no key" in str(failed)
+
+
 def test_kernel_for_refuses_a_charge_form_that_is_not_a_function() -> None:
     with _worker("rule simple: oldest first\n") as worker:
         rule = worker.rule
@@ -262,6 +309,48 @@ def test_kernel_for_refuses_a_charge_form_that_is_not_a_function() -> None:
         assert "returned 'oldest' from charge_form (expected a function or None)" in str(
             raised.value
         )
+
+
+def _vendor_filter(worker: Worker, predicate: Any) -> Any:
+    """The rule's first filter as a vendor's, whose charge predicate is ``predicate``."""
+    where = worker.rule.filters[0]
+
+    class VendorFilter(type(where.impl)):  # type: ignore[misc]
+        def charge_predicate(self) -> Any:
+            return predicate
+
+    impl = VendorFilter(where.impl.condition, where.impl.test, where.impl.charge_test)
+    vendor = dataclasses.replace(where, impl=impl, plugin="acme.filters")
+    return dataclasses.replace(worker.rule, filters=(vendor,))
+
+
+def test_kernel_for_refuses_a_charge_predicate_that_is_not_a_function() -> None:
+    with _worker("rule simple: oldest first, where kind = procedure\n") as worker:
+        with pytest.raises(PaysplitError) as raised:
+            kernel_for(_vendor_filter(worker, "procedure"), worker._request_base)
+        assert "acme.filters" in str(raised.value)
+        assert "returned 'procedure' from charge_predicate (expected a function or None)" in (
+            str(raised.value)
+        )
+
+
+def test_a_charge_predicate_answering_neither_true_nor_false_gives_up_the_account() -> None:
+    """Without the trace the kernel asks the predicate; an answer that is not True or False
+    sends the account to the general path, which asks the filter itself."""
+    smith = Path("examples/ledgers/smith_family.json")
+    ledger = ledger_from_document(json.loads(smith.read_text()), "smith")
+    account = ledger.accounts[0]
+    figures = AccountFigures.of(account)
+    queue = payments_to_apply(account, figures)
+    with _worker("rule simple: oldest first, where kind = procedure\n", False) as worker:
+        answers: list[Any] = []
+        for answer in (True, 1, "yes", None):
+            rule = _vendor_filter(worker, lambda charge, answer=answer: answer)
+            kernel = kernel_for(rule, worker._request_base)
+            assert kernel is not None
+            answers.append(kernel.run_account(account, figures, AS_OF, queue, trace=False))
+        assert answers[0] is not None
+        assert answers[1:] == [None, None, None]
 
 
 # --- the command line ----------------------------------------------------------------

@@ -126,6 +126,8 @@ def test_skip_codes_and_only_codes() -> None:
         form = clause.charge_form()
         for view in (fee, filling):
             assert form(view.charge) == clause.skip_reason(view, None)
+    keeps = skip.charge_predicate()  # and the predicate keeps what the form keeps
+    assert [keeps(fee.charge), keeps(filling.charge)] == [False, True]
 
 
 def test_the_rule_file_checks_clean_with_the_plugin_installed() -> None:

@@ -65,10 +65,17 @@ class SkipCodes(Filter):
         # The reason reads only the charge's code: batch runs may call it on the charge.
         return self.charge_reason
 
+    def charge_predicate(self) -> Callable[[Charge], bool]:
+        # A batch run without the trace asks only whether the charge is kept: no reason made.
+        return self.keeps
+
     def charge_reason(self, charge: Charge) -> str | None:
         if charge.code in self.codes:
             return f"{charge.id} has code {charge.code}, which this rule never pays automatically"
         return None
+
+    def keeps(self, charge: Charge) -> bool:
+        return charge.code not in self.codes
 
 
 @dataclass(frozen=True)
