@@ -145,6 +145,17 @@ _WHOLE_NUMBERS, _TEXTS = frozenset({int}), frozenset({str})
 _KEY = itemgetter(0)
 
 
+def _next_split_id(payment_id: str, count: int, taken: set[str]) -> tuple[str, int]:
+    """The payment's next free split id after its ``count`` splits ("PAY1-3"), now taken,
+    and the new count (an id already in the ledger is skipped)."""
+    while True:
+        count += 1
+        split_id = f"{payment_id}-{count}"
+        if split_id not in taken:
+            taken.add(split_id)
+            return split_id, count
+
+
 def _oldest_first(charge: Charge) -> int:
     return charge.date.toordinal()
 
@@ -425,12 +436,7 @@ class RuleKernel:
                         if warning not in warnings:
                             warnings.append(warning)
                 amount = allocatable if allocatable < left else left
-                while True:
-                    count += 1
-                    split_id = f"{payment_id}-{count}"
-                    if split_id not in split_ids:
-                        split_ids.add(split_id)
-                        break
+                split_id, count = _next_split_id(payment_id, count, split_ids)
                 splits.append(
                     (split_id, payment_id, charge_id, None, amount, f"T-{split_id}", unearned_type)
                 )
@@ -566,12 +572,7 @@ class RuleKernel:
                 if trace:
                     rows.append((payment_id, charge.id, False, 0, refused[0], refused[1]))
                 continue
-            while True:
-                count += 1
-                split_id = f"{payment_id}-{count}"
-                if split_id not in split_ids:
-                    split_ids.add(split_id)
-                    break
+            split_id, count = _next_split_id(payment_id, count, split_ids)
             splits.append(
                 (split_id, payment_id, charge.id, None, amount, f"T-{split_id}", unearned_type)
             )

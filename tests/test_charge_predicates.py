@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_expressions import where
 from test_properties import profile
+from test_rule_kernel import conditions
 
 from paysplit.charge_predicates import predicate_of
 from paysplit.ledger import Charge
@@ -48,18 +49,6 @@ LEAVES = (
 )
 
 
-def _conditions(depth: int = 0) -> st.SearchStrategy[str]:
-    if depth >= 3:
-        return st.sampled_from(LEAVES)
-    inner = _conditions(depth + 1)
-    return st.one_of(
-        st.sampled_from(LEAVES),
-        st.builds(lambda a, b: f"{a} and {b}", inner, inner),
-        st.builds(lambda a, b: f"({a} or {b})", inner, inner),
-        st.builds(lambda a: f"not ({a})", inner),
-    )
-
-
 def _maybe(*values: str) -> st.SearchStrategy[str | None]:
     return st.one_of(st.none(), st.sampled_from(values))
 
@@ -91,7 +80,7 @@ def charges(draw: st.DrawFn) -> Charge:
     return Charge(**fields)
 
 
-@given(_conditions(), st.lists(charges(), min_size=1, max_size=8))
+@given(conditions(LEAVES, depth=3), st.lists(charges(), min_size=1, max_size=8))
 @profile(0.5)
 def test_the_predicate_keeps_what_the_charge_form_keeps(text: str, drawn: list[Charge]) -> None:
     compiled = where(text)

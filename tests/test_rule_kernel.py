@@ -54,12 +54,13 @@ CONDITIONS = (
 )
 
 
-def _conditions(depth: int = 0) -> st.SearchStrategy[str]:
-    if depth >= 2:
-        return st.sampled_from(CONDITIONS)
-    inner = _conditions(depth + 1)
+def conditions(leaves: tuple[str, ...] = CONDITIONS, depth: int = 2) -> st.SearchStrategy[str]:
+    """``where`` conditions: ``leaves`` nested with and, or and not, ``depth`` levels deep."""
+    if depth <= 0:
+        return st.sampled_from(leaves)
+    inner = conditions(leaves, depth - 1)
     return st.one_of(
-        st.sampled_from(CONDITIONS),
+        st.sampled_from(leaves),
         st.builds(lambda a, b: f"{a} and {b}", inner, inner),
         st.builds(lambda a, b: f"({a} or {b})", inner, inner),
         st.builds(lambda a: f"not ({a})", inner),
@@ -75,7 +76,7 @@ def simple_rule_files(draw: st.DrawFn) -> str:
     order = draw(st.sampled_from([None, "oldest first", "newest first"]))
     if order:
         clauses.append(order)
-    clauses += [f"where {draw(_conditions())}" for _ in range(draw(st.integers(0, 2)))]
+    clauses += [f"where {draw(conditions())}" for _ in range(draw(st.integers(0, 2)))]
     clauses += draw(
         st.lists(
             st.sampled_from(["no cross-doctor", "include dependents", "include account"]),
