@@ -10,6 +10,7 @@ so the same input gives the same plan byte for byte.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from typing import Any
@@ -19,6 +20,7 @@ from pydantic_core import to_json
 
 from paysplit.ledger import Charge, Payment
 from paysplit.money import Amount, Cents, format_cents
+from paysplit.trace_json import entries
 
 
 def _is_none(value: object) -> bool:
@@ -169,16 +171,21 @@ class PlanDraft:
     :meth:`to_json` for callers that only write it (``paysplit batch``). Both say
     the same thing: ``draft.to_json() == draft.to_plan().model_dump_json().encode()``,
     byte for byte (``tests/test_fast_path.py``).
+
+    The fast path gives its trace as JSON text instead (``trace_json``, the entries
+    joined by commas, :mod:`paysplit.trace_json`): written as it is, read back into
+    rows only when someone asks for :attr:`trace`.
     """
 
     __slots__ = (
+        "_trace",
         "blocked",
         "credits",
         "date",
         "operation",
         "rule",
         "splits",
-        "trace",
+        "trace_json",
         "unallocated",
         "warnings",
     )
@@ -193,8 +200,9 @@ class PlanDraft:
         credits: tuple[PlannedCredit, ...],
         unallocated: dict[str, Cents],
         warnings: tuple[PlanWarning, ...],
-        trace: list[TraceRow],
+        trace: list[TraceRow] | None = None,
         date: dt.date,
+        trace_json: str | None = None,
     ) -> None:
         self.operation = operation
         self.rule = rule
@@ -204,8 +212,21 @@ class PlanDraft:
         self.credits = credits
         self.unallocated = unallocated
         self.warnings = warnings
-        self.trace = trace
+        self._trace = trace if trace is not None or trace_json is not None else []
+        self.trace_json = trace_json if trace is None else None
         self.date = date
+
+    @property
+    def trace(self) -> list[TraceRow]:
+        """The trace as rows (read from :attr:`trace_json` the first time, if given so)."""
+        if self._trace is None:
+            self._trace = entries(self.trace_json or "")
+        return self._trace
+
+    @trace.setter
+    def trace(self, rows: list[TraceRow]) -> None:
+        self._trace = rows
+        self.trace_json = None
 
     @property
     def is_empty(self) -> bool:
@@ -263,7 +284,8 @@ class PlanDraft:
         """The plan's compact JSON, exactly the bytes of ``to_plan().model_dump_json()``.
 
         Built as plain dicts in the models' field order and serialised by
-        pydantic-core in one call (the same serialiser, the same escaping).
+        pydantic-core (the same serialiser, the same escaping); a trace given as
+        :attr:`trace_json` goes in as it is.
         """
         money = format_cents
         splits: list[dict[str, Any]] = []
@@ -292,6 +314,27 @@ class PlanDraft:
                         ],
                     }
                 )
+        head: dict[str, Any] = {
+            "operation": self.operation,
+            "rule": self.rule,
+            "preview": False,
+            "blocked": self.blocked,
+            "splits": splits,
+            "credits": self.credits,
+            "payments": [],
+            "voids": [],
+            "unallocated": {key: money(value) for key, value in self.unallocated.items()},
+            "warnings": self.warnings,
+        }
+        if self.trace_json is not None:
+            # Text UTF-8 cannot hold (a lone surrogate in a vendor's reason) goes the
+            # rows' way below, where pydantic-core refuses it as it does in any plan.
+            with contextlib.suppress(UnicodeEncodeError):
+                entries_text = self.trace_json.encode()
+                tail = {"transfers": transfers, "charges": [], "date": self.date}
+                return b"".join(
+                    (to_json(head)[:-1], b',"trace":[', entries_text, b"],", to_json(tail)[1:])
+                )
         trace: list[dict[str, Any]] = []
         append = trace.append
         for source, target, used, amount, reason, clause in self.trace:
@@ -316,20 +359,8 @@ class PlanDraft:
                         "clause": clause,
                     }
                 )
-        document = {
-            "operation": self.operation,
-            "rule": self.rule,
-            "preview": False,
-            "blocked": self.blocked,
-            "splits": splits,
-            "credits": self.credits,
-            "payments": [],
-            "voids": [],
-            "unallocated": {key: money(value) for key, value in self.unallocated.items()},
-            "warnings": self.warnings,
-            "trace": trace,
-            "transfers": transfers,
-            "charges": [],
-            "date": self.date,
-        }
-        return to_json(document)
+        head["trace"] = trace  # (in the models' field order, after the warnings)
+        head["transfers"] = transfers
+        head["charges"] = []
+        head["date"] = self.date
+        return to_json(head)

@@ -32,7 +32,7 @@ from paysplit.clause_calls import call_clause, refuse
 from paysplit.core_clauses import TOTAL_CHARGE_KEYS, PaymentSource
 from paysplit.figures import AccountFigures
 from paysplit.ledger import Account, Charge, CreditNote, Payment
-from paysplit.money import Cents
+from paysplit.money import Cents, format_cents
 from paysplit.plans import PlanDraft, PlannedCredit, PlanWarning, SplitRow, TraceRow
 from paysplit.policy import Filter, Guard, Order, Refuse, Source, Verdict, Warn
 from paysplit.rule_reasons import (
@@ -46,6 +46,17 @@ from paysplit.rule_reasons import (
 )
 from paysplit.rules import CompiledClause, CompiledRule
 from paysplit.target_views import charge_unpaid_reason
+from paysplit.trace_json import (
+    CLAUSE,
+    NOT_USED,
+    SOURCE,
+    TARGET,
+    TO_TARGET,
+    Endings,
+    ending,
+    quoted,
+    used_entry,
+)
 
 __all__ = ["RuleKernel", "kernel_for"]
 
@@ -156,6 +167,29 @@ def _next_split_id(payment_id: str, count: int, taken: set[str]) -> tuple[str, i
             return split_id, count
 
 
+def _in_order(ranked: list[tuple[Any, int]]) -> list[int]:
+    """The positions of ``ranked`` (key, position) sorted by key, ties in ledger order.
+
+    One order for every payment is the order of each payment's own charges only when
+    the keys are totally ordered: whole numbers (dates as ordinals, amounts) or texts.
+    Other keys run on the general path, which sorts per payment."""
+    kinds = {type(key) for key, _ in ranked}
+    if not (kinds <= _WHOLE_NUMBERS or kinds <= _TEXTS):
+        raise _Irregular
+    ranked.sort(key=_KEY)  # stable: ties keep ledger order
+    return [at for _, at in ranked]
+
+
+def _split_counts(account: Account) -> tuple[set[str], dict[str, int]]:
+    """The account's split ids, and each payment's count of splits (for the next ids)."""
+    split_ids = set()
+    existing: dict[str, int] = {}
+    for split in account.splits:
+        split_ids.add(split.id)
+        existing[split.payment] = existing.get(split.payment, 0) + 1
+    return split_ids, existing
+
+
 def _oldest_first(charge: Charge) -> int:
     return charge.date.toordinal()
 
@@ -176,16 +210,25 @@ class RuleKernel:
         self.name = rule.name
         self.rule_at = str(rule.location)
         self.source_at = str(rule.source.location)
-        self.filters = tuple((clause, form, str(clause.location)) for clause, form in filters)
-        # (the clauses are kept for coverage and messages; the kernel calls the forms)
+        self.filters = tuple(
+            (clause, form, str(clause.location), Endings(str(clause.location)))
+            for clause, form in filters
+        )
+        """Per filter: its clause (kept for coverage and messages), its charge form (what
+        the kernel calls), where it is, and the trace's JSON ending of each of its
+        reasons (:meth:`_run_traced`)."""
         self.keeps = keeps or tuple(functools.partial(_kept_by_form, f) for _, f in filters)
         """Per filter, whether it keeps a charge (the run without the trace asks only that)."""
         self.order = order
         self.order_at = str(order[0].location) if order is not None else self.rule_at
+        self.order_at_json = quoted(self.order_at)
         self.key_every_charge = order is not None and order[1] not in TOTAL_CHARGE_KEYS
         """The order is a vendor's: its key is asked about every charge in scope, paid or
         skipped, as the general path asks (a key that fails anywhere, fails there too)."""
         self.checks = tuple((form, str(clause.location)) for clause, form in checks)
+        self.rule_endings = Endings(self.rule_at)
+        self.source_endings = Endings(self.source_at)
+        self.rule_at_json = quoted(self.rule_at)
         self.opt_in_kinds: frozenset[str] = base.get("opt_in_kinds", frozenset())
         admitted: set[str] = set()
         for scope in rule.scopes:
@@ -230,93 +273,51 @@ class RuleKernel:
         queue: Sequence[str],
         trace: bool,
     ) -> list[tuple[str, PlanDraft]]:
-        if not trace and not self.rule.scopes:
+        if not self.rule.scopes:
+            if trace:
+                return self._run_traced(account, figures, run_date, queue)
             return self._run_bare(account, figures, run_date, queue)
+        # A rule with a scope clause: a payment may pay other patients' charges, and the
+        # scope sees the account as the plans so far left it.
         charges = account.charges
         by_id = figures.payments
         # What does not depend on the payment, once per account, in one pass over the
         # charges: each one's sort key (ties by ledger position) and why it is skipped, as
         # rule_targets.TargetSteps.target_check says it (a kind the rule does not admit,
-        # else the first filter that skips it). Without a scope clause a payment pays only
-        # its own patient's charges: only those count.
-        payers = None if self.rule.scopes else {by_id[p].patient for p in queue}
+        # else the first filter that skips it).
         form = self.order[1] if self.order is not None else _oldest_first
         filters, barred, rule_at = self.filters, self.barred_kinds, self.rule_at
-        keys: list[Any] = []
         skipped: dict[int, tuple[str, str] | None] = {}
-        in_lane: dict[str, int] = {}  # each patient's charges in scope, skipped or not
-        ranked: list[tuple[Any, int, str]] = []  # (key, position, patient) of those to pay
+        ranked: list[tuple[Any, int]] = []  # (key, position)
         for at, charge in enumerate(charges):
-            patient = charge.patient
-            if payers is not None and patient not in payers:
-                continue
-            key = form(charge)
-            keys.append(key)
             reason = None
             if charge.kind in barred:
                 reason = (kind_not_admitted(charge), rule_at)
             else:
-                for _, check, where in filters:
+                for _, check, where, _ in filters:
                     said = check(charge)
                     if said is not None:
                         reason = (str(said), where)
                         break
             skipped[at] = reason
-            in_lane[patient] = in_lane.get(patient, 0) + 1
-            # Without the trace and without a scope clause a skipped charge is never
-            # looked at again.
-            if reason is None or trace or payers is None:
-                ranked.append((key, at, patient))
-        # One order for every payment is the order of each payment's own charges only
-        # when the keys are totally ordered: whole numbers (dates as ordinals, amounts)
-        # or texts. Other keys run on the general path, which sorts per payment.
-        kinds = set(map(type, keys))
-        if not (kinds <= _WHOLE_NUMBERS or kinds <= _TEXTS):
-            raise _Irregular
-        ranked.sort(key=_KEY)  # stable: ties keep ledger order
-        # Without a scope clause a payment's targets are its own patient's charges: each
-        # patient's lane of the order, made once, saves every payment a pass over the
-        # others' (and, without the trace, over the charges a filter skips).
-        lanes: dict[str, list[int]] | None = None
-        order: list[int] = []
-        if payers is None:
-            order = [at for _, at, _ in ranked]
-        else:
-            lanes = {}
-            for _, at, patient in ranked:
-                lane = lanes.get(patient)
-                if lane is None:
-                    lanes[patient] = [at]
-                else:
-                    lane.append(at)
-        split_ids = {s.id for s in account.splits}
-        existing: dict[str, int] = {}
-        for split in account.splits:
-            existing[split.payment] = existing.get(split.payment, 0) + 1
+            ranked.append((form(charge), at))
+        order = _in_order(ranked)
+        split_ids, existing = _split_counts(account)
         balances: dict[str, Cents] = {}  # before this run's first payment, once read
         plans: list[tuple[str, PlanDraft]] = []
         for number, payment_id in enumerate(queue, start=1):
             payment = by_id[payment_id]
             if payment.void or payment.type != "payment":
                 raise _Irregular
-            if lanes is None:
-                plan = self._run_payment(
-                    account, figures, payment, run_date, order, skipped, balances, split_ids,
-                    existing, trace,
-                )  # fmt: skip
-            else:
-                plan = self._run_payment(
-                    account, figures, payment, run_date, lanes.get(payment.patient, []),
-                    skipped, balances, split_ids, existing, trace,
-                    lane_size=in_lane.get(payment.patient, 0),
-                )  # fmt: skip
+            plan = self._run_payment(
+                account, figures, payment, run_date, order, skipped, balances, split_ids,
+                existing, trace,
+            )  # fmt: skip
             plans.append((payment_id, plan))
             if number < len(queue) and not plan.is_empty:
                 for row in plan.splits:
                     balances[row[2]] -= row[4]  # the next payment sees this one's splits
-                if self.rule.scopes:
-                    # A scope clause sees the account as the plans so far left it.
-                    account = apply_to_account(account, plan)
+                account = apply_to_account(account, plan)
         return plans
 
     def _run_bare(
@@ -379,11 +380,7 @@ class RuleKernel:
                 lanes[patient] = [charges[at]]
             else:
                 lane.append(charges[at])
-        splits_of_account = account.splits
-        split_ids = {s.id for s in splits_of_account}
-        existing: dict[str, int] = {}
-        for split in splits_of_account:
-            existing[split.payment] = existing.get(split.payment, 0) + 1
+        split_ids, existing = _split_counts(account)
         adjusted = figures.adjustment_total_by_charge
         paid_before = figures.split_total_by_charge
         balances: dict[str, Cents] = {}  # before this run's first payment, once read
@@ -472,9 +469,166 @@ class RuleKernel:
             )
         return plans
 
+    def _run_traced(
+        self,
+        account: Account,
+        figures: AccountFigures,
+        run_date: dt.date,
+        queue: Sequence[str],
+    ) -> list[tuple[str, PlanDraft]]:
+        """:meth:`_run` with the trace, for a rule without a scope clause: the plans of
+        :meth:`_run_bare`, and a trace that says of every charge of the account, as the
+        general path's does, entry for entry, why the payment paid it or not. The trace
+        is written as JSON text (:attr:`PlanDraft.trace_json`) from pieces quoted once
+        (:mod:`paysplit.trace_json`): each charge's id once per account, a filter's
+        reason once per run, the entries about the other patients' charges once per
+        account and payer."""
+        charges = account.charges
+        by_id = figures.payments
+        payers = {by_id[p].patient for p in queue}
+        form = self.order[1] if self.order is not None else _oldest_first
+        filters, barred, rule_endings = self.filters, self.barred_kinds, self.rule_endings
+        # What does not depend on the payment, once per account, in one pass over the
+        # charges: each one's id quoted, and for the payers' charges the sort key and the
+        # entry of a charge the rule never pays, as rule_targets.TargetSteps.target_check
+        # says it (a kind the rule does not admit, else the first filter that skips it).
+        ids: list[str] = []
+        owners: list[str] = []  # each charge's patient
+        ranked: list[tuple[Any, int]] = []  # (key, position)
+        skipped: dict[int, str] = {}
+        for at, charge in enumerate(charges):
+            quoted_id = quoted(charge.id)
+            ids.append(quoted_id)
+            owner = charge.patient
+            owners.append(owner)
+            if owner not in payers:
+                continue
+            ranked.append((form(charge), at))
+            if charge.kind in barred:
+                skipped[at] = TARGET + quoted_id + rule_endings.once(kind_not_admitted(charge))
+                continue
+            for _, check, _, ending_of in filters:
+                said = check(charge)
+                if said is not None:
+                    skipped[at] = TARGET + quoted_id + ending_of(str(said))
+                    break
+        lanes: dict[str, list[int]] = {}  # each payer's charges, in the rule's order
+        for at in _in_order(ranked):
+            patient = charges[at].patient
+            lane = lanes.get(patient)
+            if lane is None:
+                lanes[patient] = [at]
+            else:
+                lane.append(at)
+        split_ids, existing = _split_counts(account)
+        adjusted = figures.adjustment_total_by_charge
+        paid_before = figures.split_total_by_charge
+        balances: dict[str, Cents] = {}  # before this run's first payment, once read
+        others: dict[str, str] = {}  # per payer, the entries of the others' charges
+        source_endings, order_at = self.source_endings, self.order_at_json
+        plans: list[tuple[str, PlanDraft]] = []
+        for payment_id in queue:
+            payment = by_id[payment_id]
+            if payment.void or payment.type != "payment":
+                raise _Irregular
+            patient, payer = payment.patient, payment.payer
+            insurance = payer == "insurance"
+            credit = left = figures.unallocated(payment)
+            trace: list[str] = []
+            outside = others.get(patient)
+            if outside is None:
+                outside = others[patient] = self._others(owners, ids, patient)
+            if outside:
+                trace.append(outside)
+            lane = lanes.get(patient, [])
+            eligible: list[tuple[Charge, int, Cents]] = []
+            for at in lane:
+                entry = skipped.get(at)
+                if entry is not None:
+                    trace.append(entry)
+                    continue
+                charge = charges[at]
+                charge_id = charge.id
+                balance = balances.get(charge_id)
+                if balance is None:
+                    balance = balances[charge_id] = (
+                        charge.amount + adjusted.get(charge_id, 0) - paid_before.get(charge_id, 0)
+                    )
+                allocatable = balance if insurance else balance - charge.insurance_estimate
+                if allocatable > 0:
+                    eligible.append((charge, at, allocatable))
+                    continue
+                unpaid = charge_unpaid_reason(charge, balance, payer)
+                trace.append(TARGET + ids[at] + rule_endings.once(unpaid))
+            # Pay them in order from the payment's credit.
+            to = SOURCE + quoted(payment_id) + TO_TARGET
+            warnings: list[PlanWarning] = []
+            splits: list[SplitRow] = []
+            unearned_type = payment.unearned_type or self.default_unearned_type
+            count = existing.get(payment_id, 0)
+            for charge, at, allocatable in eligible:
+                if left <= 0:
+                    bar = self._verdict(payment, charge, probe=True, warnings=warnings)
+                    if bar is None:
+                        said = source_endings.once(nothing_left(payment_id, charge.id))
+                    else:
+                        said = ending(*bar)
+                    trace.append(to + ids[at] + said)
+                    continue
+                amount = allocatable if allocatable < left else left
+                refused = self._verdict(payment, charge, probe=False, warnings=warnings)
+                if refused is not None:
+                    trace.append(to + ids[at] + ending(*refused))
+                    continue
+                charge_id = charge.id
+                split_id, count = _next_split_id(payment_id, count, split_ids)
+                splits.append(
+                    (split_id, payment_id, charge_id, None, amount, f"T-{split_id}", unearned_type)
+                )
+                balances[charge_id] -= amount  # the next payment sees this split
+                left -= amount
+                reason = paid(amount, allocatable)
+                trace.append(used_entry(to + ids[at], format_cents(amount), reason, order_at))
+            existing[payment_id] = count
+            credits = self._leftover(payment, left)
+            if not splits:
+                self._explain_nothing(payment, credit, len(lane), bool(eligible), warnings)
+            plans.append(
+                (
+                    payment_id,
+                    PlanDraft(
+                        operation="apply",
+                        rule=self.name,
+                        blocked=None,
+                        splits=splits,
+                        credits=credits,
+                        unallocated={payment_id: left},
+                        warnings=tuple(warnings),
+                        trace_json=",".join(trace),
+                        date=run_date,
+                    ),
+                )
+            )
+        return plans
+
+    def _others(self, owners: list[str], ids: list[str], patient: str) -> str:
+        """The trace entries of the charges of every patient but ``patient``, whose payment
+        pays only their own, in ledger order (rule_targets.TargetSteps.candidates's)."""
+        ends: dict[str, str] = {}
+        entries: list[str] = []
+        for other, quoted_id in zip(owners, ids, strict=True):
+            if other == patient:
+                continue
+            end = ends.get(other)
+            if end is None:
+                # The reason is the charge's id, then this: quoted apart and joined
+                # (escaping is per character), so no sentence is quoted charge by charge.
+                said = out_of_scope_end(other, self.name, [patient])
+                end = ends[other] = quoted(said)[1:] + CLAUSE + self.rule_at_json + "}"
+            entries.append(f"{TARGET}{quoted_id}{NOT_USED}{quoted_id[:-1]}{end}")
+        return ",".join(entries)
+
     def _scope(self, account: Account, patient: str) -> list[str]:
-        if not self.rule.scopes:
-            return [patient]
         known = [p.id for p in account.patients]
         wanted = {patient}
         for scope in self.rule.scopes:
@@ -496,20 +650,16 @@ class RuleKernel:
         split_ids: set[str],
         existing: dict[str, int],
         trace: bool,
-        *,
-        lane_size: int | None = None,
     ) -> PlanDraft:
-        """One payment's plan. ``order`` is the charges' order (positions in the account);
-        with a ``lane_size``, it is the payment's own patient's lane: the ``lane_size``
-        charges in scope, or without the trace only those no filter skips."""
+        """One payment's plan under a rule with a scope clause. ``order`` is the charges'
+        order (positions in the account)."""
         rows: list[TraceRow] = []
         warnings: list[PlanWarning] = []
         payer = payment.payer
         insurance = payer == "insurance"
         payment_id = payment.id
-        if lane_size is None or trace:
-            patients = self._scope(account, payment.patient)
-            in_scope = set(patients)
+        patients = self._scope(account, payment.patient)
+        in_scope = set(patients)
         credit = figures.unallocated(payment)
         charges = account.charges
         rule_at = self.rule_at
@@ -528,14 +678,13 @@ class RuleKernel:
                 rows.append((None, charge.id, False, 0, charge.id + end, rule_at))
 
         # The targets in scope, in the rule's order, each checked before anything is paid.
-        in_scope_count = lane_size or 0
+        in_scope_count = 0
         eligible: list[tuple[Charge, Cents]] = []
         for at in order:
             charge = charges[at]
-            if lane_size is None:
-                if charge.patient not in in_scope:
-                    continue
-                in_scope_count += 1
+            if charge.patient not in in_scope:
+                continue
+            in_scope_count += 1
             reason = skipped[at]
             if reason is None:
                 balance = balances.get(charge.id)
@@ -592,7 +741,7 @@ class RuleKernel:
 
         credits = self._leftover(payment, left)
         if not splits:
-            self._explain_nothing(payment, credit, in_scope_count, eligible, warnings)
+            self._explain_nothing(payment, credit, in_scope_count, bool(eligible), warnings)
         return PlanDraft(
             operation="apply",
             rule=self.name,
@@ -647,7 +796,7 @@ class RuleKernel:
         payment: Payment,
         credit: Cents,
         candidates: int,
-        eligible: list[tuple[Charge, Cents]],
+        eligible: bool,
         warnings: list[PlanWarning],
     ) -> None:
         """The warning of a plan that makes no split, as ``rule_run.RuleRun.explain_nothing``."""

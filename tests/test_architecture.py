@@ -51,6 +51,7 @@ CORE = ALLOCATION_CORE | {
     "paysplit.clause_calls",
     "paysplit.rule_reasons",
     "paysplit.plans",
+    "paysplit.trace_json",
     "paysplit.apply",
 }
 """Money, the ledger, the allocation core and plans."""

@@ -235,8 +235,8 @@ def test_a_charge_form_that_fails_sends_the_account_to_the_general_path() -> Non
         account = ledger.accounts[0]
         want = _general(worker, account, fields)
         broken: Callable[[Charge], str | None] = _skip_first_charge_only
-        clause, _, where = kernel.filters[0]
-        kernel.filters = ((clause, broken, where),)
+        clause, _, where, endings = kernel.filters[0]
+        kernel.filters = ((clause, broken, where, endings),)
         figures = AccountFigures.of(account)
         queue = payments_to_apply(account, figures)
         assert any(c.id == "C1" for c in account.charges)
@@ -384,3 +384,63 @@ def test_batch_trace_none_writes_the_plans_without_their_trace(
     capsys.readouterr()
     assert main([*common, "--out", str(tmp_path / "x"), "--trace", "some"]) == 2
     assert "'some' is not one of 'full', 'none'" in capsys.readouterr().err
+
+
+def test_a_charge_the_credit_never_reached_is_still_asked_of_the_guards() -> None:
+    """With the trace, a charge after the credit ran out says why it got nothing: the
+    guard that would have refused it (its reason and clause), else that nothing was
+    left, as the general path says it."""
+    doc = {
+        "format": "paysplit-ledger/1",
+        "practice": {"name": "Test", "currency": "USD", "as_of": "2025-03-01"},
+        "providers": [{"id": "DR1", "name": "A"}, {"id": "DR2", "name": "B"}],
+        "accounts": [
+            {
+                "id": "A1",
+                "patients": [{"id": "P1", "name": "P"}],
+                "charges": [
+                    {
+                        "id": f"C{n}",
+                        "patient": "P1",
+                        "provider": provider,
+                        "code": "D1",
+                        "date": f"2024-0{n}-01",
+                        "amount": "50.00",
+                        "status": "due_patient",
+                    }
+                    for n, provider in ((1, "DR1"), (2, "DR2"), (3, "DR1"))
+                ],
+                "payments": [
+                    {
+                        "id": "PAY1",
+                        "patient": "P1",
+                        "payer": "patient",
+                        "provider": "DR1",
+                        "date": "2025-01-01",
+                        "method": "cash",
+                        "type": "payment",
+                        "amount": "20.00",
+                    }
+                ],
+            }
+        ],
+    }
+    ledger = ledger_from_document(doc, "guarded")
+    fields = {name: getattr(ledger, name) for name in LedgerHeader.model_fields}
+    with _worker("rule simple: oldest first, no cross-doctor\n") as worker:
+        account = ledger.accounts[0]
+        ((_, plan),) = worker.allocate_account(account, fields, AS_OF)
+        assert worker.fast_path_accounts == 1
+        where = str(worker.rule.guards[0].location)
+        assert [(e[1], e[2], e[3], e[4], e[5]) for e in plan.trace] == [
+            ("C1", True, 2000, "paid 20.00 of the 50.00 due", worker.kernel.order_at),
+            (
+                "C2",
+                False,
+                0,
+                "credit of DR1 cannot pay DR2's charge C2 (payment PAY1 was entered against DR1)",
+                where,
+            ),
+            ("C3", False, 0, "nothing left of PAY1 to pay C3", worker.kernel.source_at),
+        ]
+        assert _json([("PAY1", plan)]) == _json(_general(worker, account, fields))
