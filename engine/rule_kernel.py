@@ -521,8 +521,6 @@ class RuleKernel:
             else:
                 lane.append(at)
         split_ids, existing = _split_counts(account)
-        adjusted = figures.adjustment_total_by_charge
-        paid_before = figures.split_total_by_charge
         balances: dict[str, Cents] = {}  # before this run's first payment, once read
         others: dict[str, str] = {}  # per payer, the entries of the others' charges
         source_endings, order_at = self.source_endings, self.order_at_json
@@ -548,12 +546,9 @@ class RuleKernel:
                     trace.append(entry)
                     continue
                 charge = charges[at]
-                charge_id = charge.id
-                balance = balances.get(charge_id)
+                balance = balances.get(charge.id)
                 if balance is None:
-                    balance = balances[charge_id] = (
-                        charge.amount + adjusted.get(charge_id, 0) - paid_before.get(charge_id, 0)
-                    )
+                    balance = balances[charge.id] = figures.balance(charge)
                 allocatable = balance if insurance else balance - charge.insurance_estimate
                 if allocatable > 0:
                     eligible.append((charge, at, allocatable))
