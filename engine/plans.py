@@ -172,20 +172,22 @@ class PlanDraft:
     the same thing: ``draft.to_json() == draft.to_plan().model_dump_json().encode()``,
     byte for byte (``tests/test_fast_path.py``).
 
-    The fast path gives its trace as JSON text instead (``trace_json``, the entries
-    joined by commas, :mod:`paysplit.trace_json`): written as it is, read back into
-    rows only when someone asks for :attr:`trace`.
+    The fast path gives its trace as JSON text instead (:attr:`trace_json`, the
+    entries joined by commas, :mod:`paysplit.trace_json`): written as it is, read
+    back into rows only when someone asks for :attr:`trace`. The trace is held one
+    way at a time, so the two can never say different things: reading the rows
+    turns the text into rows for good, and setting either replaces the other.
     """
 
     __slots__ = (
         "_trace",
+        "_trace_json",
         "blocked",
         "credits",
         "date",
         "operation",
         "rule",
         "splits",
-        "trace_json",
         "unallocated",
         "warnings",
     )
@@ -212,21 +214,36 @@ class PlanDraft:
         self.credits = credits
         self.unallocated = unallocated
         self.warnings = warnings
+        if trace is not None and trace_json is not None:
+            raise ValueError("a plan draft's trace is given as rows or as text, not both")
         self._trace = trace if trace is not None or trace_json is not None else []
-        self.trace_json = trace_json if trace is None else None
+        self._trace_json = trace_json
         self.date = date
 
     @property
     def trace(self) -> list[TraceRow]:
-        """The trace as rows (read from :attr:`trace_json` the first time, if given so)."""
+        """The trace as rows; a trace given as text is read into rows, which hold it from
+        then on (changing them changes the plan)."""
         if self._trace is None:
-            self._trace = entries(self.trace_json or "")
+            self._trace = entries(self._trace_json or "")
+            self._trace_json = None
         return self._trace
 
     @trace.setter
     def trace(self, rows: list[TraceRow]) -> None:
         self._trace = rows
-        self.trace_json = None
+        self._trace_json = None
+
+    @property
+    def trace_json(self) -> str | None:
+        """The trace as JSON text (the entries joined by commas), or None while it is held
+        as rows."""
+        return self._trace_json
+
+    @trace_json.setter
+    def trace_json(self, text: str) -> None:
+        self._trace_json = text
+        self._trace = None
 
     @property
     def is_empty(self) -> bool:

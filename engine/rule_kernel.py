@@ -168,7 +168,8 @@ def _next_split_id(payment_id: str, count: int, taken: set[str]) -> tuple[str, i
 
 
 def _in_order(ranked: list[tuple[Any, int]]) -> list[int]:
-    """The positions of ``ranked`` (key, position) sorted by key, ties in ledger order.
+    """The positions of ``ranked`` (key, position) sorted by key, ties in ledger order
+    (``ranked`` is sorted in place).
 
     One order for every payment is the order of each payment's own charges only when
     the keys are totally ordered: whole numbers (dates as ordinals, amounts) or texts.
@@ -226,6 +227,7 @@ class RuleKernel:
         """The order is a vendor's: its key is asked about every charge in scope, paid or
         skipped, as the general path asks (a key that fails anywhere, fails there too)."""
         self.checks = tuple((form, str(clause.location)) for clause, form in checks)
+        # (reasons at these clauses name their charge: ``once``, never remembered)
         self.rule_endings = Endings(self.rule_at)
         self.source_endings = Endings(self.source_at)
         self.rule_at_json = quoted(self.rule_at)
@@ -327,8 +329,8 @@ class RuleKernel:
         run_date: dt.date,
         queue: Sequence[str],
     ) -> list[tuple[str, PlanDraft]]:
-        """:meth:`_run` without the trace, for a rule without a scope clause (the batch's
-        usual case): each payment pays only its own patient's charges, and a charge a
+        """The run of a rule without a scope clause (the batch's usual case), without the
+        trace: each payment pays only its own patient's charges, and a charge a
         filter skips, or the credit never reaches, is never looked at again. One
         function, as the hand-written loop is: per charge, only what decides."""
         charges = account.charges
@@ -476,13 +478,13 @@ class RuleKernel:
         run_date: dt.date,
         queue: Sequence[str],
     ) -> list[tuple[str, PlanDraft]]:
-        """:meth:`_run` with the trace, for a rule without a scope clause: the plans of
+        """The run of a rule without a scope clause, with the trace: the plans of
         :meth:`_run_bare`, and a trace that says of every charge of the account, as the
         general path's does, entry for entry, why the payment paid it or not. The trace
         is written as JSON text (:attr:`PlanDraft.trace_json`) from pieces quoted once
         (:mod:`paysplit.trace_json`): each charge's id once per account, a filter's
-        reason once per run, the entries about the other patients' charges once per
-        account and payer."""
+        reason once per worker while it keeps coming back, the entries about the other
+        patients' charges once per account and payer."""
         charges = account.charges
         by_id = figures.payments
         payers = {by_id[p].patient for p in queue}
@@ -565,10 +567,10 @@ class RuleKernel:
                 if left <= 0:
                     bar = self._verdict(payment, charge, probe=True, warnings=warnings)
                     if bar is None:
-                        said = source_endings.once(nothing_left(payment_id, charge.id))
+                        why = source_endings.once(nothing_left(payment_id, charge.id))
                     else:
-                        said = ending(*bar)
-                    trace.append(to + ids[at] + said)
+                        why = ending(*bar)
+                    trace.append(to + ids[at] + why)
                     continue
                 amount = allocatable if allocatable < left else left
                 refused = self._verdict(payment, charge, probe=False, warnings=warnings)

@@ -6,8 +6,9 @@ and a pass of the serialiser over its text; most of that text is the same from
 entry to entry (a charge's id in every payment's trace, the same filter reason
 for every charge of one status, the same clause). The fast path
 (:mod:`paysplit.rule_kernel`) instead writes each entry as JSON text directly,
-from pieces it escaped once per account or once per run. This module owns
-those pieces, so the text of an entry is written in one place:
+from pieces it escaped once per account or once per worker. This module owns
+those pieces, so the text of an entry is written in one place (a filter's reasons
+are quoted once per worker while they keep coming back, see :class:`Endings`):
 
 - :func:`quoted` is a JSON string exactly as pydantic-core writes it (the same
   escaping; ``tests/test_trace_json.py`` holds it to that over arbitrary text);
@@ -45,9 +46,9 @@ __all__ = [
     "used_entry",
 ]
 
-quoted: Callable[[str], str] = json.encoder.c_encode_basestring  # type: ignore[attr-defined]
+quoted: Callable[[str], str] = json.encoder.encode_basestring
 """A JSON string, quotes included, escaped as pydantic-core escapes it (``"`` and ``\\``,
-control characters; nothing else)."""
+control characters; nothing else): the ``json`` module's C escaper where Python has it."""
 
 TARGET = '{"target":'
 """The start of an entry without a source."""
@@ -60,32 +61,36 @@ CLAUSE = ',"clause":'
 
 
 class Endings:
-    """``NOT_USED + quoted(reason) + CLAUSE + clause + "}"`` per reason, remembered.
+    """The endings of one clause's entries: ``NOT_USED + quoted(reason) + CLAUSE +
+    quoted(clause) + "}"``, the clause quoted once, a reason's ending remembered.
 
-    The reasons a filter gives repeat from charge to charge and account to account
-    (``status due_insurance is not due_patient or pending_patient``); one that names
-    its charge never repeats, so only the first ``limit`` are kept (memory stays flat
-    over a run of millions of accounts).
+    The reasons of a filter on a status or a code repeat from charge to charge and
+    account to account (``status due_insurance is not due_patient or
+    pending_patient``); a reason that names its charge or amount does not. At most
+    ``limit`` are kept, and all are forgotten when that many are: memory stays flat
+    over millions of accounts, and a reason that keeps coming back is soon remembered
+    again.
     """
 
-    __slots__ = ("clause", "known", "limit")
+    __slots__ = ("closing", "known", "limit")
 
     def __init__(self, clause: str, limit: int = 256) -> None:
-        self.clause = CLAUSE + quoted(clause) + "}"
+        self.closing = CLAUSE + quoted(clause) + "}"
         self.known: dict[str, str] = {}
         self.limit = limit
 
     def __call__(self, reason: str) -> str:
-        ending = self.known.get(reason)
-        if ending is None:
-            ending = NOT_USED + quoted(reason) + self.clause
-            if len(self.known) < self.limit:
-                self.known[reason] = ending
-        return ending
+        said = self.known.get(reason)
+        if said is None:
+            said = NOT_USED + quoted(reason) + self.closing
+            if len(self.known) >= self.limit:
+                self.known.clear()
+            self.known[reason] = said
+        return said
 
     def once(self, reason: str) -> str:
         """The ending of a reason that names its charge or payment (not remembered)."""
-        return NOT_USED + quoted(reason) + self.clause
+        return NOT_USED + quoted(reason) + self.closing
 
 
 def ending(reason: str, clause: str) -> str:
@@ -93,15 +98,18 @@ def ending(reason: str, clause: str) -> str:
     return NOT_USED + quoted(reason) + CLAUSE + quoted(clause) + "}"
 
 
-def used_entry(head: str, amount: str, reason: str, clause: str) -> str:
+def used_entry(head: str, amount: str, reason: str, clause_json: str) -> str:
     """A split's entry: ``head`` is ``SOURCE + quoted(source) + TO_TARGET + quoted(target)``,
-    ``amount`` as shown, ``clause`` already quoted."""
-    return f'{head},"used":true,"amount":"{amount}","reason":{quoted(reason)}{CLAUSE}{clause}}}'
+    ``amount`` as shown, ``clause_json`` the clause already quoted (it is the same for
+    every split of a rule)."""
+    said = quoted(reason)
+    return f'{head},"used":true,"amount":"{amount}","reason":{said}{CLAUSE}{clause_json}}}'
 
 
 def entries(text: str) -> list[tuple[str | None, str, bool, Cents, str, str | None]]:
     """The trace rows (source, target, used, amount, reason, clause) that ``text``, the
-    entries of a trace joined by commas, says."""
+    entries of a trace joined by commas, says (``plans.TraceRow``, spelled out here:
+    ``plans`` imports this module)."""
     return [
         (
             entry.get("source"),

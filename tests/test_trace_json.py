@@ -4,6 +4,7 @@ entry pydantic-core writes for the same row, and reads back as that row."""
 from __future__ import annotations
 
 import datetime as dt
+import json.encoder
 
 import pytest
 from hypothesis import given
@@ -30,6 +31,8 @@ texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
 @given(texts, texts)
 def test_quoted_is_pydantic_cores_json_string_and_joins(left: str, right: str) -> None:
     assert quoted(left).encode() == to_json(left)
+    # (the json module's pure-Python escaper, which Python without the C one uses, too)
+    assert json.encoder.py_encode_basestring(left) == quoted(left)
     # what the fast path relies on to quote a charge's id and a sentence's end apart
     assert quoted(left + right) == quoted(left)[:-1] + quoted(right)[1:]
 
@@ -60,10 +63,13 @@ def test_each_entry_is_the_one_pydantic_core_writes(
 
 
 def test_endings_remember_only_so_many_reasons() -> None:
+    """Memory stays flat: when ``limit`` reasons are known they are all forgotten, so a
+    reason that keeps coming back is remembered again."""
     remembered = Endings("a.rules:1:1", limit=2)
     for number in range(5):
         assert remembered(f"reason {number}") == ending(f"reason {number}", "a.rules:1:1")
-    assert list(remembered.known) == ["reason 0", "reason 1"]
+        assert len(remembered.known) <= 2
+    assert list(remembered.known) == ["reason 4"]
 
 
 rows = st.lists(
@@ -100,11 +106,37 @@ def test_a_draft_with_its_trace_as_text_is_the_draft_with_its_rows(trace: list[o
     assert by_text.to_plan() == by_rows.to_plan()
 
 
+SKIPPED_C1 = TARGET + quoted("C1") + ending("skipped", "a.rules:1:1")
+
+
 def test_rows_given_later_replace_the_text() -> None:
-    draft = _draft(trace_json=TARGET + quoted("C1") + ending("skipped", "a.rules:1:1"))
+    draft = _draft(trace_json=SKIPPED_C1)
     draft.trace = []
     assert draft.trace_json is None
     assert b'"trace":[]' in draft.to_json()
+
+
+def test_text_given_later_replaces_the_rows() -> None:
+    draft = _draft(trace=[(None, "C9", False, 0, "other", "b.rules:2:2")])
+    draft.trace_json = SKIPPED_C1
+    assert draft.trace == [(None, "C1", False, 0, "skipped", "a.rules:1:1")]
+    assert draft.to_json() == _draft(trace_json=SKIPPED_C1).to_json()
+
+
+def test_rows_read_from_the_text_hold_the_trace_from_then_on() -> None:
+    """Once read, the rows are the trace: a change to them is in the JSON and the model
+    alike (the text is not kept beside them to say something else)."""
+    draft = _draft(trace_json=SKIPPED_C1)
+    draft.trace.append(("PAY1", "C2", False, 0, "added", "a.rules:1:1"))
+    draft.trace[0] = (None, "C1", False, 0, "changed", "a.rules:1:1")
+    assert draft.trace_json is None
+    assert draft.to_json() == draft.to_plan().model_dump_json().encode()
+    assert b'"reason":"changed"' in draft.to_json() and b'"reason":"added"' in draft.to_json()
+
+
+def test_a_draft_takes_its_trace_as_rows_or_as_text_not_both() -> None:
+    with pytest.raises(ValueError, match="rows or as text, not both"):
+        _draft(trace=[], trace_json=SKIPPED_C1)
 
 
 def test_text_utf8_cannot_hold_fails_as_it_does_in_rows() -> None:
