@@ -17,6 +17,8 @@ does not recognise runs on the general path; nothing here decides differently.
 It can also leave the trace out (``paysplit batch --trace none``): the plans keep
 their splits, credits, unallocated amounts and warnings, and the work that only
 explains (sentences, probes of charges the credit never reached) is not done.
+With the trace, a rule without a scope clause has its trace written as JSON text
+as it runs (:mod:`paysplit.trace_json`), the bytes ``apply --json`` prints.
 """
 
 from __future__ import annotations
