@@ -65,6 +65,7 @@ from typing import IO, Any, Literal
 from paysplit.batch_blocks import chunks_of_blocks, cut_blocks, lines_in_block
 from paysplit.batch_output import OutputFolder
 from paysplit.batch_spec import (
+    DASK_CHUNK_SIZE,
     DEFAULT_CHUNK_SIZE,
     BatchError,
     BatchSpec,
@@ -81,6 +82,7 @@ from paysplit.batch_spec import (
     scan_lines,
 )
 from paysplit.batch_worker import (
+    STREAM_BUFFER,
     Worker,
     payments_to_apply,
     plan_line,
@@ -92,6 +94,7 @@ from paysplit.errors import LedgerError, UsageError
 from paysplit.ledger_io import iter_jsonl
 
 __all__ = [
+    "DASK_CHUNK_SIZE",
     "DEFAULT_CHUNK_SIZE",
     "ENGINES",
     "BatchError",
@@ -170,7 +173,9 @@ def _run_in_process(
             if current is None or current[0] != chunk.file.index:
                 if current is not None:
                     current[1].close()
-                stream = open(output.plans_tmp[chunk.file.index], "ab")  # noqa: SIM115
+                stream = open(  # noqa: SIM115 - closed below
+                    output.plans_tmp[chunk.file.index], "ab", buffering=STREAM_BUFFER
+                )
                 current = (chunk.file.index, stream)
             output.written(chunk, worker.run_chunk(chunk, current[1], output.errors))
             if progress is not None:
@@ -324,10 +329,13 @@ def run_batch(
     engine: Engine = "local",
     workers: int | None = None,
     scheduler: str | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    chunk_size: int | None = None,
     progress: Progress | None = None,
 ) -> Summary:
     """Run the batch and write its files; raise :class:`UsageError` for bad arguments.
+
+    ``chunk_size`` is the account lines per unit of work; None means
+    :data:`DEFAULT_CHUNK_SIZE`, or :data:`DASK_CHUNK_SIZE` with the Dask engine.
 
     ``progress``, when given, is called after each finished chunk with the account lines
     finished so far and the inputs' account lines (None until the scan has found them all).
@@ -346,6 +354,8 @@ def run_batch(
         workers = 1 if engine == "local" else (os.cpu_count() or 1)
     if workers < 1:
         raise UsageError(f"--workers {workers}: at least one worker is needed")
+    if chunk_size is None:
+        chunk_size = DASK_CHUNK_SIZE if engine == "dask" else DEFAULT_CHUNK_SIZE
     if chunk_size < 1:
         raise UsageError(f"--chunk-size {chunk_size}: at least one account per chunk")
     spec = _resolved(spec)

@@ -25,6 +25,12 @@ DEFAULT_CHUNK_SIZE = 500
 """Account lines per chunk: large enough that scheduling costs nothing, small enough
 that two workers finish within a fraction of a second of each other."""
 
+DASK_CHUNK_SIZE = 2000
+"""Account lines per chunk with ``--engine dask``, unless given. A Dask task costs far
+more than a pool's (the scheduler, the worker's event loop, the result's round trip to
+the driver), and Dask asks for tasks of 100 ms or more: 500 accounts take about that,
+2,000 took 5-15% off a 2-worker run (docs/performance.md, round 11)."""
+
 PLANS_SUFFIX = ".plans.jsonl"
 ERRORS_FILE = "errors.jsonl"
 SUMMARY_FILE = "summary.json"

@@ -104,6 +104,23 @@ def test_dask_on_a_running_cluster_writes_what_the_local_engine_writes(
     ]  # no staging folder, no part files left
 
 
+def test_without_a_chunk_size_dask_cuts_bigger_chunks_than_the_local_engine(
+    data: dict[str, Any], cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Dask task costs more to schedule than a pool's: unless told, each engine cuts its
+    # own size (500 and 2,000 account lines; 30 and 60 here, against 150 and 70 accounts).
+    monkeypatch.setattr(batch, "DEFAULT_CHUNK_SIZE", 30)
+    monkeypatch.setattr(batch, "DASK_CHUNK_SIZE", 60)
+    local = run_batch(data["spec"], data["inputs"], data["folder"] / "default-local")
+    out = data["folder"] / "default-dask"
+    dask_run = run_batch(
+        data["spec"], data["inputs"], out, engine="dask", scheduler=cluster.scheduler_address
+    )
+    assert local.chunks == 5 + 3  # 150 and 71 lines (the bad one too)
+    assert dask_run.chunks == 3 + 2  # cut by bytes, about 60 lines each (30 would make 9)
+    assert outputs(out) == outputs(data["local"])
+
+
 def test_dask_starts_and_closes_its_own_local_cluster(
     data: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -28,7 +28,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from paysplit.batch import DEFAULT_CHUNK_SIZE, ENGINES, BatchSpec, Summary, run_batch
+from paysplit.batch import (
+    DASK_CHUNK_SIZE,
+    DEFAULT_CHUNK_SIZE,
+    ENGINES,
+    BatchSpec,
+    Summary,
+    run_batch,
+)
 from paysplit.cli.common import (
     allowed_plugins,
     common_options,
@@ -172,10 +179,10 @@ def _print_summary(summary: Summary) -> None:
     "--chunk-size",
     "chunk_size",
     type=click.IntRange(min=1),
-    default=DEFAULT_CHUNK_SIZE,
-    show_default=True,
+    default=None,
     metavar="N",
-    help="Account lines per unit of work (with --engine dask: about that many, by bytes).",
+    help=f"Account lines per unit of work (default {DEFAULT_CHUNK_SIZE}; with --engine dask "
+    f"{DASK_CHUNK_SIZE}, and about that many, by bytes).",
 )
 @click.option(
     "--as-of",
@@ -200,7 +207,7 @@ def batch_command(
     engine: str,
     workers: int | None,
     scheduler: str | None,
-    chunk_size: int,
+    chunk_size: int | None,
     as_of: str | None,
     trace: str,
 ) -> None:
