@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import IO, Any, Literal
 
 from paysplit.batch_blocks import chunks_of_blocks, cut_blocks, lines_in_block
+from paysplit.batch_frontier import Frontier
 from paysplit.batch_output import OutputFolder
 from paysplit.batch_spec import (
     DASK_CHUNK_SIZE,
@@ -88,6 +89,7 @@ from paysplit.batch_worker import (
     plan_line,
     pool_task,
     run_chunk_to_parts,
+    share_frontier,
     worker_for,
 )
 from paysplit.errors import LedgerError, UsageError
@@ -209,18 +211,24 @@ def _run_pool(
         return
     staging = output.make_staging()
     context = _pool_context()
-    pool = context.Pool(processes=workers)
+    # Each worker writes a chunk's plans into the plans file itself when every chunk
+    # before it is written (most are), so that the driver appends only the others.
+    frontier = Frontier(context)
+    pool = context.Pool(processes=workers, initializer=share_frontier, initargs=(frontier,))
     # The pool's task thread hands out the chunks as the scan finds them, and the
     # workers start on the first while the scan goes on. The scan has a thread of its
     # own: run in the task thread, it would wait whenever the pipe to the workers is
     # full (about a hundred tasks), and the total would be known only near the end.
     # An input that fails to read comes back as a failed task, raised here.
     ahead = _ScanAhead(chunks)
-    tasks = ((spec, chunk, staging) for chunk in itertools.chain((first,), ahead))
+    tasks = (
+        (spec, chunk, staging, str(output.plans_tmp[chunk.file.index]))
+        for chunk in itertools.chain((first,), ahead)
+    )
     finished = 0
     try:
         for result in pool.imap_unordered(pool_task, tasks, chunksize=1):
-            output.accept(result)
+            output.accept(result, frontier)
             if progress is not None:
                 finished += scan.found[result.index].lines
                 progress(finished, scan.total)

@@ -11,6 +11,7 @@ failure every temporary is removed and the files already there are as they were.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from paysplit.atomic import sync_folder
+from paysplit.batch_frontier import Frontier
 from paysplit.batch_spec import (
     ERRORS_FILE,
     SUMMARY_FILE,
@@ -148,13 +150,26 @@ class OutputFolder:
         self.counted(chunk, counts)
         self._next += 1
 
-    def accept(self, result: ChunkResult) -> None:
-        """A chunk finished in a worker: append it, and every chunk after it now in order."""
+    def accept(self, result: ChunkResult, frontier: Frontier | None = None) -> None:
+        """A chunk finished in a worker: append it, and every chunk after it now in order.
+
+        With a ``frontier`` (the local pool), a chunk without a plans part was written
+        into its plans file by its worker, and a plans part is appended under the
+        frontier's lock (:mod:`paysplit.batch_frontier`)."""
         self._pending[result.index] = result
         while self._next in self._pending:
             ready = self._pending.pop(self._next)
             chunk = self.chunks[ready.index]
-            self._append(ready.plans_part, ready.plans_bytes, self.plans_tmp[chunk.file.index])
+            target = self.plans_tmp[chunk.file.index]
+            if frontier is None:
+                self._append(ready.plans_part, ready.plans_bytes, target)
+            elif ready.plans_part is not None:
+                append = functools.partial(
+                    self._append, ready.plans_part, ready.plans_bytes, target
+                )
+                frontier.append_next(ready.index, append)
+            elif frontier.next_index <= ready.index:
+                raise RuntimeError(f"chunk {ready.index} has no plans part and was not written")
             self._append_errors(ready.errors_part, ready.errors_bytes)
             self.counted(chunk, ready.counts)
             self._next += 1

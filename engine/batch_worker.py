@@ -5,9 +5,11 @@ process), then for each account line of a chunk: validates it
 (:func:`paysplit.ledger_io.account_from_line`), applies the rule to each payment in
 turn (the fast path of :mod:`paysplit.rule_kernel` when the rule has one, else the
 allocation core, exactly as ``paysplit apply`` would), and writes a plan line per
-payment and an errors line per account it could not read or process. In a worker
-process the chunk goes to part files (:func:`run_chunk_to_parts`) that the driver
-appends in order.
+payment and an errors line per account it could not read or process. In a local
+pool's worker (:func:`pool_task`) the chunk's plans go straight into the plans file
+when every chunk before it is written, else into a part file
+(:mod:`paysplit.batch_frontier`); in a Dask task (:func:`run_chunk_to_parts`) into part
+files. The driver appends the part files in chunk order.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import datetime as dt
 import importlib
 import json
 import os
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from paysplit.allocation import allocate_draft
 from paysplit.apply import apply_to_account
+from paysplit.batch_frontier import Frontier, PlanSpool
 from paysplit.batch_output import compact_json, error_line
 from paysplit.batch_spec import (
     BatchSpec,
@@ -46,6 +49,7 @@ __all__ = [
     "plan_line",
     "pool_task",
     "run_chunk_to_parts",
+    "share_frontier",
     "worker_for",
 ]
 
@@ -67,12 +71,18 @@ def _load_rules(spec: BatchSpec) -> RuleSet:
     return rules
 
 
+class LineSink(Protocol):
+    """Where a chunk's plan lines go: a file, or a :class:`PlanSpool`."""
+
+    def write(self, lines: bytes, /) -> int: ...
+
+
 class _Out:
     """Where one chunk's lines go: the plans and the errors stream."""
 
     __slots__ = ("errors", "plans")
 
-    def __init__(self, plans: IO[bytes], errors: IO[bytes]) -> None:
+    def __init__(self, plans: LineSink, errors: IO[bytes]) -> None:
         self.plans = plans
         self.errors = errors
 
@@ -115,7 +125,7 @@ class Worker:
         return self.spec.as_of or header.practice.as_of or self.spec.today or dt.date.today()
 
     # -- chunks ----------------------------------------------------------------------
-    def run_chunk(self, chunk: Chunk, plans: IO[bytes], errors: IO[bytes]) -> Counts:
+    def run_chunk(self, chunk: Chunk, plans: LineSink, errors: IO[bytes]) -> Counts:
         """Read the chunk's lines one at a time, and write plans and errors as they come."""
         counts = Counts()
         out = _Out(plans, errors)
@@ -301,11 +311,17 @@ def worker_for(spec: BatchSpec) -> Worker:
     return worker
 
 
+def _part_files(staging: str, chunk: Chunk) -> tuple[str, str]:
+    return (
+        os.path.join(staging, f"{chunk.index:09d}.plans"),
+        os.path.join(staging, f"{chunk.index:09d}.errors"),
+    )
+
+
 def run_chunk_to_parts(spec: BatchSpec, chunk: Chunk, staging: str) -> ChunkResult:
-    """A worker process's task: the chunk's plans and errors into two part files."""
+    """A Dask task: the chunk's plans and errors into two part files."""
     worker = worker_for(spec)
-    plans_part = os.path.join(staging, f"{chunk.index:09d}.plans")
-    errors_part = os.path.join(staging, f"{chunk.index:09d}.errors")
+    plans_part, errors_part = _part_files(staging, chunk)
     with (
         open(plans_part, "wb", buffering=STREAM_BUFFER) as plans,
         open(errors_part, "wb") as errors,
@@ -315,5 +331,35 @@ def run_chunk_to_parts(spec: BatchSpec, chunk: Chunk, staging: str) -> ChunkResu
     return ChunkResult(chunk.index, counts, plans_part, errors_part, plans_bytes, errors_bytes)
 
 
-def pool_task(task: tuple[BatchSpec, Chunk, str]) -> ChunkResult:
-    return run_chunk_to_parts(*task)
+_FRONTIER: Frontier | None = None
+
+
+def share_frontier(frontier: Frontier) -> None:
+    """A pool worker's initializer: the frontier of the plans files it shares with the
+    driver (:mod:`paysplit.batch_frontier`)."""
+    global _FRONTIER
+    _FRONTIER = frontier
+
+
+def pool_task(task: tuple[BatchSpec, Chunk, str, str]) -> ChunkResult:
+    """A local pool's task: the chunk's plans straight into ``plans_file`` when every chunk
+    before it is written (``plans_part`` None in the result), else into a part file that
+    the driver appends in turn; its errors into a part file."""
+    spec, chunk, staging, plans_file = task
+    frontier = _FRONTIER
+    if frontier is None:
+        raise RuntimeError("pool_task runs in a pool started with share_frontier")
+    worker = worker_for(spec)
+    plans_part, errors_part = _part_files(staging, chunk)
+    plans = PlanSpool(plans_part, STREAM_BUFFER)
+    try:
+        with open(errors_part, "wb") as errors:
+            counts = worker.run_chunk(chunk, plans, errors)
+            errors_bytes = errors.tell()
+        lines = plans.in_memory()
+        if lines is not None and frontier.write_if_next(chunk.index, lines, plans_file):
+            return ChunkResult(chunk.index, counts, None, errors_part, plans.size, errors_bytes)
+        plans.to_part()
+    finally:
+        plans.close()
+    return ChunkResult(chunk.index, counts, plans_part, errors_part, plans.size, errors_bytes)

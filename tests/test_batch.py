@@ -24,7 +24,14 @@ from typing import Any
 
 import pytest
 
-from paysplit import batch, batch_output, batch_spec, batch_worker, plugin_manager
+from paysplit import (
+    batch,
+    batch_frontier,
+    batch_output,
+    batch_spec,
+    batch_worker,
+    plugin_manager,
+)
 from paysplit.allocation import RuleRequest
 from paysplit.apply import apply_plan
 from paysplit.batch import BatchSpec, plan_chunks, resolve_inputs, run_batch, scan_lines
@@ -225,6 +232,56 @@ def test_two_workers_write_the_same_bytes_as_one(tmp_path: Path, rules_file: Pat
     assert one.counts == two.counts
     assert one.counts.blocked > 0 and one.counts.splits > 0
     assert set(again) == set(produced)  # no part files or temporaries left
+
+
+@pytest.mark.parametrize("spool_limit", [None, 0], ids=["in memory", "spilled"])
+def test_pool_tasks_finishing_in_any_order_write_one_workers_bytes(
+    tmp_path: Path, rules_file: Path, monkeypatch: pytest.MonkeyPatch, spool_limit: int | None
+) -> None:
+    # A pool's chunks, finished in an order two workers could finish them in: each
+    # writes its plans into the plans file when it is next, else leaves a part file
+    # that the driver appends in turn (paysplit.batch_frontier). With a spool limit
+    # of 0 every chunk's lines go to its part file, even the next one's.
+    if spool_limit is not None:
+        monkeypatch.setattr(batch_frontier, "SPOOL_LIMIT", spool_limit)
+    inputs = [
+        str(generated(tmp_path / "north.jsonl", 40, seed=3)),
+        str(generated(tmp_path / "south.jsonl", 20, seed=4)),
+    ]
+    one = run_batch(spec(rules_file, "careful"), inputs, tmp_path / "w1", chunk_size=7)
+    files = resolve_inputs(inputs)
+    chunks = plan_chunks(files, 7)
+    assert len(chunks) == 6 + 3
+    out = tmp_path / "pool"
+    out.mkdir()
+    output = batch_output.OutputFolder(out, files, chunks)
+    output.open()
+    staging = output.make_staging()
+    frontier = batch_frontier.Frontier(multiprocessing.get_context("spawn"))
+    monkeypatch.setattr(batch_worker, "_FRONTIER", None)  # put back after the test
+    batch_worker.share_frontier(frontier)
+    resolved = batch._resolved(spec(rules_file, "careful"))
+    finished = [1, 0, 3, 2, 4, 6, 5, 8, 7]  # 5 and 6 straddle the two files' boundary
+    written_by_worker = []
+    for index in finished:
+        chunk = chunks[index]
+        task = (resolved, chunk, staging, str(output.plans_tmp[chunk.file.index]))
+        result = batch_worker.pool_task(task)
+        written_by_worker.append(result.plans_part is None)
+        output.accept(result, frontier)
+    output.errors.flush()
+
+    expected = [False, True, False, True, True, False, True, False, True]
+    assert written_by_worker == [w and spool_limit is None for w in expected]
+    assert frontier.next_index == len(chunks)
+    produced = tree(tmp_path / "w1")
+    assert produced["errors.jsonl"].count(b'"kind":"blocked"') > 0
+    assert output.plans_tmp[0].read_bytes() == produced["north.plans.jsonl"]
+    assert output.plans_tmp[1].read_bytes() == produced["south.plans.jsonl"]
+    assert output.errors_tmp.read_bytes() == produced["errors.jsonl"]
+    assert output.total == one.counts
+    assert sorted(Path(staging).iterdir()) == []  # every part file appended and removed
+    output.discard()
 
 
 def test_chunk_size_changes_nothing_in_the_output(tmp_path: Path, rules_file: Path) -> None:
