@@ -17,7 +17,8 @@ the library behind it:
   credit gets the rule, in payment-date then ledger order, each payment
   seeing the splits of the ones before it: exactly
   :func:`paysplit.operations.apply_rule` per payment, with the plan applied
-  to the account between payments. One account is in memory at a time. The
+  to the account between payments. One account is in memory at a time (and,
+  in a pool's worker, the plan lines of its chunk, up to 32 MiB). The
   hot path (``docs/performance.md``): the request is built once per rule, the
   account's figures once per account (then updated with each plan's splits),
   and the plans stay the core's drafts (tuples), written as JSON in one

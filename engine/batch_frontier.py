@@ -91,8 +91,11 @@ class PlanSpool:
         self._limit = SPOOL_LIMIT if limit is None else limit
         self._memory: io.BytesIO | None = io.BytesIO()
         self._file: IO[bytes] | None = None
+        self._closed = False
 
     def write(self, lines: bytes, /) -> int:
+        if self._closed:
+            raise ValueError("the chunk's plan lines are already in its part file")
         self.size += len(lines)
         if self._memory is not None:
             if self._memory.tell() + len(lines) <= self._limit:
@@ -102,7 +105,8 @@ class PlanSpool:
         return self._file.write(lines)
 
     def in_memory(self) -> memoryview | None:
-        """The lines, when they are all still in memory."""
+        """The lines, when they are all still in memory: a view of them, so nothing more
+        can be written while it is held."""
         return None if self._memory is None else self._memory.getbuffer()
 
     def to_part(self) -> None:
@@ -112,6 +116,7 @@ class PlanSpool:
         self.close()
 
     def close(self) -> None:
+        self._closed = True
         if self._file is not None:
             self._file.close()
 

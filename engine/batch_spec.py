@@ -128,6 +128,8 @@ class ChunkResult:
     index: int
     counts: Counts
     plans_part: str | None = None
+    """The part file holding the chunk's plan lines; None when a local pool's worker
+    wrote them into the plans file itself (:mod:`paysplit.batch_frontier`)."""
     errors_part: str | None = None
     plans_bytes: int = 0
     errors_bytes: int = 0

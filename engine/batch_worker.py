@@ -57,8 +57,8 @@ __all__ = [
 STREAM_BUFFER = 1 << 20
 """Bytes buffered by a worker's input and plans streams. Io's default (8 KiB) is less than
 two plan lines with their trace (4-5 KB each) or two account lines: a system call every
-line or two, each releasing and taking the GIL again. A mebibyte each way took 5-7% off
-one worker's time (docs/performance.md, round 11) and is the same for any input size."""
+line or two, each releasing and taking the GIL again. A mebibyte each way took 6-9% off
+one worker's CPU time (docs/performance.md, round 11) and is the same for any input size."""
 
 
 def _load_rules(spec: BatchSpec) -> RuleSet:

@@ -76,3 +76,6 @@ def test_a_spool_still_in_memory_goes_whole_to_its_part_when_asked(tmp_path: Pat
     spool.write(b"line two\n")
     spool.to_part()
     assert part.read_bytes() == b"line one\nline two\n" and spool.size == 18
+    with pytest.raises(ValueError, match=r"^the chunk's plan lines are already in its part file$"):
+        spool.write(b"too late\n")
+    assert spool.size == 18
