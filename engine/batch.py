@@ -48,23 +48,24 @@ so a run crossing midnight, or a worker on another machine, agrees).
 
 from __future__ import annotations
 
+import concurrent.futures
+import concurrent.futures.process
 import contextlib
 import dataclasses
 import datetime as dt
 import importlib
-import itertools
 import logging
 import multiprocessing
 import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal
 
 from paysplit.batch_blocks import chunks_of_blocks, cut_blocks, lines_in_block
-from paysplit.batch_frontier import Frontier
+from paysplit.batch_frontier import Frontier, WorkerLost
 from paysplit.batch_output import OutputFolder
 from paysplit.batch_spec import (
     DASK_CHUNK_SIZE,
@@ -215,32 +216,140 @@ def _run_pool(
     # Each worker writes a chunk's plans into the plans file itself when every chunk
     # before it is written (most are), so that the driver appends only the others.
     frontier = Frontier(context)
-    pool = context.Pool(processes=workers, initializer=share_frontier, initargs=(frontier,))
-    # The pool's task thread hands out the chunks as the scan finds them, and the
-    # workers start on the first while the scan goes on. The scan has a thread of its
-    # own: run in the task thread, it would wait whenever the pipe to the workers is
-    # full (about a hundred tasks), and the total would be known only near the end.
-    # An input that fails to read comes back as a failed task, raised here.
-    ahead = _ScanAhead(chunks)
-    tasks = (
-        (spec, chunk, staging, str(output.plans_tmp[chunk.file.index]))
-        for chunk in itertools.chain((first,), ahead)
+    # An executor, not multiprocessing.Pool: a worker that dies (the OOM killer, a
+    # kill -9) breaks it and fails every chunk not yet finished, where a Pool starts a
+    # new worker and waits for the lost chunk forever.
+    pool = concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=share_frontier,
+        initargs=(frontier,),
     )
+
+    def submit(chunk: Chunk) -> None:
+        task = (spec, chunk, staging, str(output.plans_tmp[chunk.file.index]))
+        pool.submit(pool_task, task).add_done_callback(feeder.done)
+
+    # The first chunk from this thread: a fork pool's workers start on it, forked while
+    # this is the only thread. The feeder hands out the others as the scan finds them.
+    feeder = _Feeder(workers * _CHUNKS_AHEAD_PER_WORKER)
+    feeder.slots.acquire()
+    submit(first)
+    ahead = _ScanAhead(chunks)
+    feeder.start(ahead, submit)
     finished = 0
     try:
-        for result in pool.imap_unordered(pool_task, tasks, chunksize=1):
-            output.accept(result, frontier)
+        for future in feeder:
+            result = _result_of(future)
+            output.accept(result, frontier, abandon=feeder.pool_lost.is_set)
+            feeder.slots.release()
             if progress is not None:
                 finished += scan.found[result.index].lines
                 progress(finished, scan.total)
-        pool.close()
     except BaseException:
-        ahead.stop()  # first: the task thread may be waiting for the scan's next chunk
-        pool.terminate()
+        feeder.stop()
+        ahead.stop()  # the feeder may be waiting for the scan's next chunk
+        _stop_workers(pool)
         raise
     finally:
-        pool.join()
+        pool.shutdown(wait=True, cancel_futures=True)
+        feeder.stop()
         ahead.stop()
+
+
+_CHUNKS_AHEAD_PER_WORKER = 4
+"""Chunks handed to the pool per worker before the driver has taken their results:
+enough that no worker waits for the driver, few enough that a chunk is not long queued."""
+
+
+class _Feeder:
+    """Hands a local pool the scan's chunks from a thread of its own, so that the driver
+    takes finished chunks (and tells the progress bar) while the scan goes on."""
+
+    def __init__(self, ahead: int) -> None:
+        self.slots = threading.BoundedSemaphore(ahead)
+        """A slot per chunk handed out and not yet taken by the driver."""
+        self.finished: queue.SimpleQueue[object] = queue.SimpleQueue()
+        """Each chunk's future once done; then :data:`_FED` with the count, or the
+        exception that stopped the feeding."""
+        self.pool_lost = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._fed = 1  # the first chunk, handed out by the driver
+
+    def done(self, future: concurrent.futures.Future[ChunkResult]) -> None:
+        """A chunk's future is done (called in the pool's thread)."""
+        if not future.cancelled() and isinstance(
+            future.exception(), concurrent.futures.process.BrokenProcessPool
+        ):
+            # Said at once: the driver may be waiting for the lock a lost worker held.
+            self.pool_lost.set()
+        self.finished.put(future)
+
+    def start(self, chunks: Iterable[Chunk], submit: Callable[[Chunk], None]) -> None:
+        self._thread = threading.Thread(
+            target=self._feed, args=(chunks, submit), name="paysplit-feeder", daemon=True
+        )
+        self._thread.start()
+
+    def _feed(self, chunks: Iterable[Chunk], submit: Callable[[Chunk], None]) -> None:
+        try:
+            for chunk in chunks:
+                self.slots.acquire()
+                if self._stopping.is_set():
+                    return
+                submit(chunk)
+                self._fed += 1
+        except BaseException as error:  # an input that failed to read, a broken pool
+            self.finished.put(error)
+            return
+        self.finished.put((_FED, self._fed))
+
+    def __iter__(self) -> Iterator[concurrent.futures.Future[ChunkResult]]:
+        taken, fed = 0, None
+        while fed is None or taken < fed:
+            item = self.finished.get()
+            if isinstance(item, tuple):
+                fed = item[1]
+                continue
+            if isinstance(item, concurrent.futures.process.BrokenProcessPool):
+                raise WorkerLost from None
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, concurrent.futures.Future)
+            taken += 1
+            yield item
+
+    def stop(self) -> None:
+        """Stop handing out chunks, and wait for the feeder's thread."""
+        self._stopping.set()
+        with contextlib.suppress(ValueError):
+            self.slots.release()  # a feeder waiting for a slot sees the stop
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+
+_FED = "fed"
+
+
+def _result_of(future: concurrent.futures.Future[ChunkResult]) -> ChunkResult:
+    try:
+        return future.result()
+    except concurrent.futures.process.BrokenProcessPool:
+        raise WorkerLost from None
+
+
+def _stop_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Stop the pool's workers at once, mid-chunk: the run is over, its output discarded.
+    (``shutdown`` would let each finish its chunk first.)"""
+    terminate = getattr(pool, "terminate_workers", None)  # Python 3.14
+    if terminate is not None:
+        terminate()
+        return
+    processes = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):
+        with contextlib.suppress(OSError, ValueError):
+            process.terminate()
 
 
 def _dask_task(chunk: Chunk, spec: BatchSpec, staging: str) -> ChunkResult:
@@ -321,12 +430,31 @@ def _run_dask(
             _dask_task, spec=spec, staging=staging
         )
         futures = client.compute(bag.to_delayed())
+        chunk_of = {future.key: chunk for future, chunk in zip(futures, chunks, strict=True)}
         for future in distributed.as_completed(futures):
-            for result in future.result():
+            try:
+                results = future.result()
+            except distributed.KilledWorker as killed:
+                raise BatchError(_dask_worker_lost(chunk_of[future.key], killed)) from None
+            for result in results:
                 output.accept(result)
                 if progress is not None:
                     finished += chunks[result.index].lines
                     progress(finished, scan.total)
+
+
+def _dask_worker_lost(chunk: Chunk, killed: Any) -> str:
+    """The message of a Dask run that gave up on ``chunk`` (KilledWorker): each worker it
+    was given to died, ``allowed_failures`` + 1 of them."""
+    died = killed.allowed_failures + 1
+    last = chunk.first_line + chunk.lines - 1
+    return (
+        f"{chunk.file.name} lines {chunk.first_line}-{last}: Dask gave up on them after "
+        f"{'the worker' if died == 1 else f'{died} workers'} they were given to died "
+        "(killed, perhaps for lack of memory: the workers' logs say more); the run stopped "
+        "and nothing was written. Run it again; if memory is short, with a smaller "
+        "--chunk-size"
+    )
 
 
 # --- a run -----------------------------------------------------------------------------

@@ -29,7 +29,9 @@ import multiprocessing.context
 from collections.abc import Callable
 from typing import IO, Any
 
-__all__ = ["SPOOL_LIMIT", "Frontier", "PlanSpool"]
+from paysplit.batch_spec import BatchError
+
+__all__ = ["SPOOL_LIMIT", "Frontier", "PlanSpool", "WorkerLost"]
 
 SPOOL_LIMIT = 32 << 20
 """Bytes of plan lines a worker holds for one chunk before it moves them to the part file
@@ -46,7 +48,10 @@ class Frontier:
 
     @property
     def next_index(self) -> int:
-        return int(self._next.value)
+        """The next chunk to be written. Read without the lock (a lost worker may hold
+        it for good): the driver asks only about chunks whose results it has, and a
+        worker moves the frontier before it sends its result."""
+        return int(self._next.get_obj().value)
 
     def write_if_next(self, index: int, lines: bytes | memoryview, plans_file: str) -> bool:
         """In a worker: append chunk ``index``'s plan lines to ``plans_file`` and move the
@@ -60,16 +65,47 @@ class Frontier:
             self._next.value = index + 1
         return True
 
-    def append_next(self, index: int, append: Callable[[], None]) -> None:
+    def append_next(
+        self,
+        index: int,
+        append: Callable[[], None],
+        abandon: Callable[[], bool] | None = None,
+    ) -> None:
         """In the driver: ``append`` chunk ``index``'s part file, which must be the next
-        one (the driver takes finished chunks in order), and move the frontier on."""
-        with self._next.get_lock():
+        one (the driver takes finished chunks in order), and move the frontier on.
+
+        ``abandon`` is asked while the lock is held elsewhere: a worker killed while it
+        held the lock never gives it back, and when ``abandon()`` says the pool is lost
+        the driver stops waiting (:class:`WorkerLost`) instead of waiting forever."""
+        lock = self._next.get_lock()
+        while not lock.acquire(timeout=_LOCK_PATIENCE):
+            if abandon is not None and abandon():
+                raise WorkerLost
+        try:
             if self._next.value != index:
                 raise RuntimeError(
                     f"chunk {index} was to be appended, but chunk {self._next.value} is next"
                 )
             append()
             self._next.value = index + 1
+        finally:
+            lock.release()
+
+
+_LOCK_PATIENCE = 0.25
+"""Seconds the driver waits for the lock before it asks whether to go on waiting."""
+
+
+class WorkerLost(BatchError):
+    """A local pool lost a worker mid-run (killed, perhaps by the system for lack of
+    memory): its chunk will never finish, so the run stops, nothing written."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "a worker process ended before it finished its chunk (it was killed, perhaps "
+            "by the system for lack of memory); the run stopped and nothing was written. "
+            "Run it again; if memory is short, with fewer --workers or a smaller --chunk-size"
+        )
 
 
 def _write_all(sink: IO[bytes], lines: memoryview) -> None:

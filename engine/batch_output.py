@@ -16,7 +16,7 @@ import json
 import os
 import secrets
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -150,12 +150,18 @@ class OutputFolder:
         self.counted(chunk, counts)
         self._next += 1
 
-    def accept(self, result: ChunkResult, frontier: Frontier | None = None) -> None:
+    def accept(
+        self,
+        result: ChunkResult,
+        frontier: Frontier | None = None,
+        abandon: Callable[[], bool] | None = None,
+    ) -> None:
         """A chunk finished in a worker: append it, and every chunk after it now in order.
 
         With a ``frontier`` (the local pool), a chunk without a plans part was written
         into its plans file by its worker, and a plans part is appended under the
-        frontier's lock (:mod:`paysplit.batch_frontier`)."""
+        frontier's lock (:mod:`paysplit.batch_frontier`); ``abandon`` says when to stop
+        waiting for that lock (:meth:`Frontier.append_next`)."""
         self._pending[result.index] = result
         while self._next in self._pending:
             ready = self._pending.pop(self._next)
@@ -167,7 +173,7 @@ class OutputFolder:
                 append = functools.partial(
                     self._append, ready.plans_part, ready.plans_bytes, target
                 )
-                frontier.append_next(ready.index, append)
+                frontier.append_next(ready.index, append, abandon)
             elif frontier.next_index <= ready.index:
                 raise RuntimeError(f"chunk {ready.index} has no plans part and was not written")
             self._append_errors(ready.errors_part, ready.errors_bytes)

@@ -19,6 +19,7 @@ import datetime as dt
 import importlib
 import json
 import os
+import signal
 from typing import IO, Any, Protocol
 
 from paysplit.allocation import allocate_draft
@@ -339,6 +340,10 @@ def share_frontier(frontier: Frontier) -> None:
     driver (:mod:`paysplit.batch_frontier`)."""
     global _FRONTIER
     _FRONTIER = frontier
+    # A forked worker inherits the command line's SIGTERM handler (paysplit.cli), which
+    # turns the signal into an exception: the pool stops a worker with SIGTERM, and it
+    # must end, not report the exception and wait for its next chunk.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def pool_task(task: tuple[BatchSpec, Chunk, str, str]) -> ChunkResult:

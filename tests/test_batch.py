@@ -8,6 +8,7 @@ partly allocated; charges in every status, debits, estimates, adjustments).
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import io
 import itertools
@@ -15,6 +16,7 @@ import json
 import multiprocessing
 import os
 import re
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -634,6 +636,167 @@ def test_a_crashed_worker_process_leaves_no_part_files(
     with pytest.raises(RuntimeError, match="worker died"):
         run_batch(spec(rules_file), [str(ledger_path)], tmp_path / "out", workers=2, chunk_size=4)
     assert not (tmp_path / "out").exists()  # created for the run, removed with its temporaries
+
+
+@contextlib.contextmanager
+def _fails_rather_than_hangs(seconds: int) -> Iterator[None]:
+    """A run that would wait forever fails the test instead (SIGALRM in this thread)."""
+
+    def hung(signum: int, frame: Any) -> None:
+        raise AssertionError(f"the run still waited after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+WORKER_LOST = (
+    "a worker process ended before it finished its chunk (it was killed, perhaps by the "
+    "system for lack of memory); the run stopped and nothing was written. Run it again; "
+    "if memory is short, with fewer --workers or a smaller --chunk-size"
+)
+
+
+@pytest.mark.parametrize("where", ["mid-chunk", "holding the plans files' lock"])
+def test_a_worker_killed_mid_run_stops_the_run_with_one_message_and_nothing_written(
+    tmp_path: Path, rules_file: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    # A worker the system kills (SIGKILL: the OOM killer) never reports its chunk. A
+    # multiprocessing.Pool waited for that chunk forever; now the run stops at once.
+    ledger_path = generated(tmp_path / "p.jsonl", 60)
+    out = tmp_path / "out"
+    run_batch(spec(rules_file), [str(ledger_path)], out, chunk_size=4)
+    before = tree(out)
+    if where == "mid-chunk":
+        real_run_chunk = batch.Worker.run_chunk
+
+        def killed_on_chunk_5(self: batch.Worker, chunk: Any, *args: Any) -> Any:
+            if chunk.index == 5:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real_run_chunk(self, chunk, *args)
+
+        monkeypatch.setattr(batch.Worker, "run_chunk", killed_on_chunk_5)
+    else:
+        # Chunk 4 goes to a part file, which the driver appends under the lock; chunk
+        # 5's worker takes the lock first, once chunks 0-3 are in, and is killed
+        # holding it. The driver, waiting for that lock, must give up.
+        real_run_chunk = batch.Worker.run_chunk
+        real_write = batch_frontier.Frontier.write_if_next
+
+        def killed_holding_the_lock(self: batch.Worker, chunk: Any, *args: Any) -> Any:
+            if chunk.index == 5:
+                frontier = batch_worker._FRONTIER
+                assert frontier is not None
+                while frontier.next_index < 4:
+                    time.sleep(0.01)
+                frontier._next.get_lock().acquire()
+                time.sleep(0.5)  # the driver now waits for the lock
+                os.kill(os.getpid(), signal.SIGKILL)
+            if chunk.index == 4:
+                time.sleep(0.2)  # finished after chunk 5's worker took the lock
+            return real_run_chunk(self, chunk, *args)
+
+        def chunk_4_to_a_part(self: batch_frontier.Frontier, index: int, *args: Any) -> bool:
+            return False if index == 4 else real_write(self, index, *args)
+
+        monkeypatch.setattr(batch.Worker, "run_chunk", killed_holding_the_lock)
+        monkeypatch.setattr(batch_frontier.Frontier, "write_if_next", chunk_4_to_a_part)
+    fork = multiprocessing.get_context("fork")
+    monkeypatch.setattr(batch, "_pool_context", lambda: fork)  # so the workers inherit it
+    with _fails_rather_than_hangs(60), pytest.raises(batch.BatchError) as raised:
+        run_batch(spec(rules_file), [str(ledger_path)], out, workers=2, chunk_size=4)
+    assert str(raised.value) == WORKER_LOST
+    assert tree(out) == before  # same files, same bytes, no temporaries, no staging
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_worker_ends_the_command_with_one_line_and_exit_2(
+    tmp_path: Path, rules_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any, signum: int
+) -> None:
+    # Chunk 2's worker is killed while the other worker is in the middle of chunk 3:
+    # that one is stopped too, and the command ends at once, without waiting for chunk
+    # 3. A worker ends on SIGTERM, where the command line's own process catches it.
+    ledger_path = generated(tmp_path / "p.jsonl", 30)
+    busy = tmp_path / "chunk 3 started"
+    real_run_chunk = batch.Worker.run_chunk
+
+    def killed_on_chunk_2(self: batch.Worker, chunk: Any, *args: Any) -> Any:
+        if chunk.index == 2:
+            while not busy.exists():
+                time.sleep(0.01)
+            os.kill(os.getpid(), signum)
+        if chunk.index == 3:
+            busy.touch()
+            time.sleep(20)
+        return real_run_chunk(self, chunk, *args)
+
+    monkeypatch.setattr(batch.Worker, "run_chunk", killed_on_chunk_2)
+    fork = multiprocessing.get_context("fork")
+    monkeypatch.setattr(batch, "_pool_context", lambda: fork)
+    argv = ["batch", "--rules", str(rules_file), "--rule", "due_patient"]
+    argv += ["--in", str(ledger_path), "--out", str(tmp_path / "out"), "--workers", "2"]
+    argv += ["--chunk-size", "4"]
+    started = time.monotonic()
+    with _fails_rather_than_hangs(60):
+        code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 2
+    assert captured.err == f"error: {WORKER_LOST}\n"
+    assert time.monotonic() - started < 10
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("workers", "signum", "code", "message"),
+    [
+        (1, signal.SIGTERM, 143, "terminated: nothing was written"),
+        (2, signal.SIGTERM, 143, "terminated: nothing was written"),
+        (1, signal.SIGINT, 130, "interrupted: nothing was written"),
+        (2, signal.SIGINT, 130, "interrupted: nothing was written"),
+    ],
+)
+def test_a_stopped_command_leaves_the_old_output_whole_and_says_so(
+    tmp_path: Path,
+    rules_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+    workers: int,
+    signum: int,
+    code: int,
+    message: str,
+) -> None:
+    # A scheduler stopping the nightly job (SIGTERM, `timeout`) or Ctrl-C (SIGINT) in
+    # the middle of the run: the command discards its temporaries and exits at once.
+    ledger_path = generated(tmp_path / "p.jsonl", 40)
+    out = tmp_path / "out"
+    argv = ["batch", "--rules", str(rules_file), "--rule", "due_patient"]
+    argv += ["--in", str(ledger_path), "--out", str(out), "--chunk-size", "4"]
+    assert main([*argv, "--workers", "1"]) == 0
+    before = tree(out)
+    capsys.readouterr()
+    driver = os.getpid()
+    real_run_chunk = batch.Worker.run_chunk
+
+    def stopped_at_chunk_3(self: batch.Worker, chunk: Any, *args: Any) -> Any:
+        if chunk.index == 3:
+            os.kill(driver, signum)
+            time.sleep(5)  # a worker's chunk goes on until the driver stops it
+        return real_run_chunk(self, chunk, *args)
+
+    monkeypatch.setattr(batch.Worker, "run_chunk", stopped_at_chunk_3)
+    fork = multiprocessing.get_context("fork")
+    monkeypatch.setattr(batch, "_pool_context", lambda: fork)
+    started = time.monotonic()
+    with _fails_rather_than_hangs(60):
+        returned = main([*argv, "--workers", str(workers)])
+    assert (returned, capsys.readouterr().err.strip()) == (code, message)
+    assert time.monotonic() - started < 4  # stopped, not waiting for the chunk to end
+    assert tree(out) == before
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # given back by main()
 
 
 # --- appending a part file --------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -218,3 +219,92 @@ def test_a_lost_input_with_a_cluster_of_its_own_says_so_once_and_logs_nothing(
     with pytest.raises(BatchError, match="No such file or directory; nothing was written"):
         run_batch(data["spec"], [str(lost_after_cut)], tmp_path / "out", engine="dask", workers=2)
     assert capfd.readouterr().err == ""  # (the workers' log of the failed task, silenced)
+
+
+KILL_CHUNK_1 = """
+import os, signal
+from paysplit import batch_worker
+real_run_chunk = batch_worker.Worker.run_chunk
+def killed_on_chunk_1(self, chunk, *args):
+    if chunk.index == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real_run_chunk(self, chunk, *args)
+batch_worker.Worker.run_chunk = killed_on_chunk_1
+"""
+
+
+def test_a_dask_worker_that_dies_once_costs_a_retry_not_the_run(
+    data: dict[str, Any], tmp_path: Path
+) -> None:
+    # The worker dies on chunk 1; its nanny starts a new worker (without the killer),
+    # and the scheduler runs chunk 1 again there. The part files the dead worker began
+    # are written again from the start: the output is the local engine's.
+    out = tmp_path / "out"
+    with (
+        distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.CRITICAL,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        client.run(exec, KILL_CHUNK_1, {})
+        started = client.run(os.getpid)
+        summary = run_batch(
+            data["spec"],
+            data["inputs"],
+            out,
+            engine="dask",
+            scheduler=cluster.scheduler_address,
+            chunk_size=16,
+        )
+        assert client.run(os.getpid) != started  # the worker was indeed replaced
+    assert outputs(out) == outputs(data["local"])
+    assert summary.counts == data["summary"].counts
+
+
+def test_a_chunk_whose_dask_workers_die_stops_the_run_naming_its_lines(
+    data: dict[str, Any], tmp_path: Path
+) -> None:
+    # Dask runs a task again when its worker dies (the nanny starts a new worker), up to
+    # allowed-failures times, then gives up (KilledWorker): one message naming the
+    # chunk's lines, not an internal error. Here it gives up at the first death, and
+    # the worker holds one task at a time (so only the chunk it ran is given up on).
+    # (Dask cuts its chunks by bytes: the second holds lines 19-31.)
+    out = tmp_path / "out"
+    with (
+        dask.config.set(
+            {
+                "distributed.scheduler.allowed-failures": 0,
+                "distributed.scheduler.worker-saturation": 1.0,
+            }
+        ),
+        distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
+            silence_logs=logging.CRITICAL,
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        client.run(exec, KILL_CHUNK_1, {})  # in the worker's own process
+        with pytest.raises(BatchError) as stopped:
+            run_batch(
+                data["spec"],
+                data["inputs"],
+                out,
+                engine="dask",
+                scheduler=cluster.scheduler_address,
+                chunk_size=16,
+            )
+    east = data["inputs"][0]
+    assert str(stopped.value) == (
+        f"{east} lines 19-31: Dask gave up on them after the worker they were given to died "
+        "(killed, perhaps for lack of memory: the workers' logs say more); the run stopped "
+        "and nothing was written. Run it again; if memory is short, with a smaller "
+        "--chunk-size"
+    )
+    assert not out.exists()

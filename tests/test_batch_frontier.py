@@ -10,11 +10,12 @@ to one worker's bytes.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from pathlib import Path
 
 import pytest
 
-from paysplit.batch_frontier import Frontier, PlanSpool
+from paysplit.batch_frontier import Frontier, PlanSpool, WorkerLost
 
 
 def _frontier() -> Frontier:
@@ -52,6 +53,30 @@ def test_the_driver_refuses_to_append_a_chunk_out_of_turn(tmp_path: Path) -> Non
     with pytest.raises(RuntimeError, match=r"^chunk 2 was to be appended, but chunk 0 is next$"):
         frontier.append_next(2, lambda: called.append(True))
     assert called == [] and frontier.next_index == 0
+
+
+def _hold_the_lock_and_die(frontier: Frontier) -> None:
+    frontier._next.get_lock().acquire()
+    os._exit(9)  # as a worker killed mid-write: the lock is never given back
+
+
+def test_the_driver_stops_waiting_for_a_lock_that_a_dead_worker_held() -> None:
+    fork = multiprocessing.get_context("fork")
+    frontier = Frontier(fork)
+    dead = fork.Process(target=_hold_the_lock_and_die, args=(frontier,))
+    dead.start()
+    dead.join()
+    assert dead.exitcode == 9
+    asked: list[bool] = []
+
+    def abandon() -> bool:  # the pool is known lost at the third question
+        asked.append(True)
+        return len(asked) == 3
+
+    appended: list[bool] = []
+    with pytest.raises(WorkerLost, match=r"^a worker process ended before it finished"):
+        frontier.append_next(0, lambda: appended.append(True), abandon)
+    assert len(asked) == 3 and appended == []
 
 
 def test_a_spool_holds_lines_in_memory_up_to_its_limit_then_moves_them_to_the_part(

@@ -4,14 +4,18 @@ Each group of verbs lives in its own module and lists its commands in
 ``COMMANDS``; this module assembles them and turns every error into one clear
 message and an exit code (``docs/cli.md``): 0 done, 1 check/validate/test
 found problems, 2 bad usage or bad input, 3 blocked or refused, 4 an internal
-error (a bug: please report it).
+error (a bug: please report it); 130 interrupted (Ctrl-C), 143 terminated (SIGTERM).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from types import FrameType
 
 import click
 
@@ -21,6 +25,29 @@ from paysplit.cli.common import echo_err, emit_json
 from paysplit.errors import PaysplitError
 
 INTERNAL_ERROR = 4
+INTERRUPTED = 130
+TERMINATED = 143
+
+
+class Terminated(BaseException):
+    """SIGTERM (a scheduler stopping the job, ``timeout``), raised in the main thread so
+    that whatever was half done is discarded on the way out, as on Ctrl-C."""
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_stops_cleanly() -> Iterator[None]:
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set a handler (the library in a thread)
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -47,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_json = "--json" in args
     try:
         # Outside standalone mode click *returns* the code of ctx.exit(N) instead of raising.
-        returned = cli.main(args=args, prog_name="paysplit", standalone_mode=False)
+        with _sigterm_stops_cleanly():
+            returned = cli.main(args=args, prog_name="paysplit", standalone_mode=False)
         if isinstance(returned, int) and not isinstance(returned, bool):
             return returned
     except click.exceptions.Exit as done:
@@ -55,17 +83,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as usage:
         usage.show()
         return 2
-    except click.exceptions.Abort:
-        echo_err("aborted")
-        return 2
+    except (click.exceptions.Abort, KeyboardInterrupt):  # click makes Ctrl-C an Abort
+        echo_err("interrupted: nothing was written")
+        return INTERRUPTED
+    except Terminated:
+        echo_err("terminated: nothing was written")
+        return TERMINATED
     except PaysplitError as error:
         if as_json:
             emit_json(error.to_json())
         echo_err(error.render())
         return error.exit_code
-    except KeyboardInterrupt:
-        echo_err("interrupted: nothing was written")
-        return 130
     except BrokenPipeError:
         return 0
     except Exception as bug:  # the last line of defence: never a traceback
