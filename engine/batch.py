@@ -66,7 +66,7 @@ from typing import IO, Any, Literal
 
 from paysplit.batch_blocks import chunks_of_blocks, cut_blocks, lines_in_block
 from paysplit.batch_frontier import Frontier, WorkerLost
-from paysplit.batch_output import OutputFolder
+from paysplit.batch_output import OutputFolder, sweep_stale
 from paysplit.batch_spec import (
     DASK_CHUNK_SIZE,
     DEFAULT_CHUNK_SIZE,
@@ -96,6 +96,7 @@ from paysplit.batch_worker import (
 )
 from paysplit.errors import LedgerError, UsageError
 from paysplit.ledger_io import iter_jsonl
+from paysplit.locking import folder_lock
 
 __all__ = [
     "DASK_CHUNK_SIZE",
@@ -507,6 +508,41 @@ def run_batch(
     except OSError as error:
         raise UsageError(f"--out {out}: cannot create the folder ({error.strerror})") from None
 
+    try:
+        # One run at a time in a folder: two runs' files never mix. A run killed outright
+        # left its temporaries: removed now, under the lock.
+        with folder_lock(out):
+            sweep_stale(out)
+            summary = _run_locked(
+                spec, files, out, engine, workers, scheduler, chunk_size, progress, started
+            )
+    except BaseException as error:
+        if created:  # a run that wrote nothing leaves no folder behind either
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        if isinstance(error, OSError):
+            where = f"{error.filename}: " if error.filename else ""
+            raise BatchError(
+                f"the batch stopped: {where}{error.strerror or error}; nothing was written "
+                f"(files already in {out} are as they were)"
+            ) from error
+        raise
+    return summary
+
+
+def _run_locked(
+    spec: BatchSpec,
+    files: list[InputFile],
+    out: Path,
+    engine: Engine,
+    workers: int,
+    scheduler: str | None,
+    chunk_size: int,
+    progress: Progress | None,
+    started: float,
+) -> Summary:
+    """The run itself, with the output folder locked: temporaries, the engine, the commit
+    (or, on any failure, every temporary removed)."""
     good: list[InputFile] = []
     bad: list[tuple[InputFile, LedgerError]] = []
     for file in files:
@@ -545,17 +581,8 @@ def run_batch(
             trace=spec.trace,
         )
         output.commit(summary)
-    except BaseException as error:
+    except BaseException:
         output.discard()
-        if created:  # a run that wrote nothing leaves no folder behind either
-            with contextlib.suppress(OSError):
-                out.rmdir()
-        if isinstance(error, OSError):
-            where = f"{error.filename}: " if error.filename else ""
-            raise BatchError(
-                f"the batch stopped: {where}{error.strerror or error}; nothing was written "
-                f"(files already in {out} are as they were)"
-            ) from error
         raise
     return summary
 

@@ -14,6 +14,7 @@ import contextlib
 import functools
 import json
 import os
+import re
 import secrets
 import shutil
 from collections.abc import Callable, Sequence
@@ -32,8 +33,9 @@ from paysplit.batch_spec import (
     Summary,
 )
 from paysplit.errors import LedgerError, UsageError
+from paysplit.locking import process_running
 
-__all__ = ["OutputFolder", "compact_json", "error_line"]
+__all__ = ["OutputFolder", "compact_json", "error_line", "sweep_stale"]
 
 compact_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 """A value as compact JSON text, non-ASCII kept: how the batch's own lines are written."""
@@ -239,6 +241,37 @@ class OutputFolder:
                 path.unlink()
         if self.staging is not None:
             shutil.rmtree(self.staging, ignore_errors=True)
+
+
+_STALE_FILE = re.compile(r"\..+\.([0-9]+)\.[0-9a-f]{8}\.tmp")
+_STALE_STAGING = re.compile(r"\.paysplit-staging\.([0-9]+)\.[0-9a-f]{8}")
+
+
+def sweep_stale(out_dir: Path) -> list[Path]:
+    """Remove what a run killed outright (SIGKILL, a power cut) left in ``out_dir``: its
+    temporary files and its staging folder, named with its process id, when that process
+    no longer runs. Called with the folder's lock held, so no live run of ours owns them."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(out_dir))
+    except OSError:
+        return removed
+    for entry in entries:
+        file = _STALE_FILE.fullmatch(entry.name)
+        staging = _STALE_STAGING.fullmatch(entry.name)
+        found = file or staging
+        if found is None or process_running(int(found.group(1))):
+            continue
+        path = Path(entry.path)
+        with contextlib.suppress(OSError):
+            if staging is not None and entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(path)
+            elif file is not None and entry.is_file(follow_symlinks=False):
+                path.unlink()
+            else:
+                continue
+            removed.append(path)
+    return removed
 
 
 def _fsync(path: Path) -> None:

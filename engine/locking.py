@@ -25,6 +25,11 @@ reads the ledger until after it has written it:
   process no longer runs. They were never the ledger: a killed writer leaves the
   old file whole.
 
+``paysplit batch`` holds the same kind of lock on its output folder for the whole run
+(:func:`folder_lock`: ``OUT/.paysplit.lock``), so that two runs into one folder (a
+nightly job and a run by hand) never mix their files; the second waits, then gives up
+with the same message.
+
 The lock serialises paysplit processes on one machine and on file systems whose
 ``flock`` is shared between machines (local disks; NFS v4 emulates it). Where
 ``fcntl`` does not exist (Windows) only the fingerprint check runs.
@@ -54,6 +59,7 @@ except ImportError:  # pragma: no cover - Windows
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "FOLDER_LOCK",
     "LOCK_SUFFIX",
     "TIMEOUT_ENV",
     "LedgerChanged",
@@ -61,10 +67,12 @@ __all__ = [
     "LedgerLocked",
     "check_unchanged",
     "fingerprint",
+    "folder_lock",
     "held_lock",
     "ledger_lock",
     "lock_path",
     "lock_timeout",
+    "process_running",
     "real_path",
 ]
 
@@ -72,6 +80,8 @@ TIMEOUT_ENV = "PAYSPLIT_LOCK_TIMEOUT"
 DEFAULT_TIMEOUT = 30.0
 """Seconds a writer waits for another to finish: operations take well under a second."""
 LOCK_SUFFIX = ".lock"
+FOLDER_LOCK = ".paysplit.lock"
+"""The lock file inside a folder a batch writes (the folder's parent may not be ours)."""
 
 
 class LedgerLocked(PaysplitError):
@@ -254,7 +264,8 @@ def _write_holder(descriptor: int, argv: Sequence[str] | None) -> None:
         os.pwrite(descriptor, data, 0)
 
 
-def _alive(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (this process does)."""
     if pid == os.getpid():
         return True
     try:
@@ -276,7 +287,7 @@ def sweep_temporaries(real: Path) -> list[Path]:
         return removed
     for name in names:
         match = pattern.fullmatch(name)
-        if match is None or _alive(int(match.group(1))):
+        if match is None or process_running(int(match.group(1))):
             continue
         with contextlib.suppress(OSError):
             os.unlink(real.parent / name)
@@ -323,3 +334,31 @@ def ledger_lock(
             with contextlib.suppress(OSError):
                 os.unlink(lock_file)
             os.close(descriptor)
+
+
+@contextlib.contextmanager
+def folder_lock(
+    folder: str | Path,
+    *,
+    timeout: float | None = None,
+    argv: Sequence[str] | None = None,
+) -> Iterator[float]:
+    """Hold the lock on an output folder for a whole run (``FOLDER/.paysplit.lock``, which
+    must exist as a folder); yields the seconds spent waiting for another run.
+
+    Raises :class:`LedgerLocked` (exit 2, nothing written) when another process holds it
+    for longer than ``timeout`` seconds (default: :func:`lock_timeout`), naming it.
+    """
+    wait = lock_timeout() if timeout is None else timeout
+    if fcntl is None:  # pragma: no cover - Windows
+        yield 0.0
+        return
+    lock_file = Path(folder) / FOLDER_LOCK
+    descriptor, waited = _acquire(lock_file, Path(folder), wait)
+    _write_holder(descriptor, argv)
+    try:
+        yield waited
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(lock_file)
+        os.close(descriptor)

@@ -17,6 +17,9 @@ import multiprocessing
 import os
 import re
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -44,6 +47,7 @@ from paysplit.errors import PluginError
 from paysplit.figures import AccountFigures
 from paysplit.ledger import Ledger, LedgerHeader
 from paysplit.ledger_io import iter_jsonl
+from paysplit.locking import LedgerLocked
 from paysplit.operations import apply_rule
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -620,6 +624,86 @@ def test_a_run_that_fails_half_way_leaves_the_old_files_whole(
     with pytest.raises(batch.BatchError, match="No space left on device; nothing was written"):
         run_batch(spec(rules_file, "careful"), [str(ledger_path)], out, chunk_size=4)
     assert tree(out) == before  # same files, same bytes, no temporaries
+
+
+HOLD_THE_FOLDER = """
+import sys
+from paysplit.locking import folder_lock
+with folder_lock(sys.argv[1], argv=["paysplit", "batch", "--out", sys.argv[1]]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_second_run_into_the_same_folder_gives_up_naming_the_first(
+    tmp_path: Path, rules_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A nightly run and one started by hand into one folder: their files never mix.
+    ledger_path = generated(tmp_path / "p.jsonl", 10)
+    out = tmp_path / "out"
+    run_batch(spec(rules_file), [str(ledger_path)], out)
+    before = tree(out)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_FOLDER, str(out)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        monkeypatch.setenv("PAYSPLIT_LOCK_TIMEOUT", "0")
+        with pytest.raises(LedgerLocked) as locked:
+            run_batch(spec(rules_file, "careful"), [str(ledger_path)], out, workers=2)
+        assert re.fullmatch(
+            rf"{re.escape(str(out))} is being changed by process {holder.pid} on "
+            rf"{re.escape(socket.gethostname())}, running `paysplit batch --out "
+            rf"{re.escape(str(out))}`, since [0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}T[0-9:]{{8}}; "
+            r"waited 0 s \(PAYSPLIT_LOCK_TIMEOUT=0\) and wrote nothing\. Run the command "
+            r"again when it is done \(its lock goes when that process ends\)",
+            str(locked.value),
+        )
+        assert tree(out) == {**before, ".paysplit.lock": tree(out)[".paysplit.lock"]}
+    finally:
+        holder.kill()  # killed holding the lock: the kernel lets it go
+        holder.wait()
+    careful = run_batch(spec(rules_file, "careful"), [str(ledger_path)], out, workers=2)
+    assert careful.rule == "careful"
+    assert sorted(tree(out)) == ["errors.jsonl", "p.plans.jsonl", "summary.json"]
+
+
+def test_a_run_removes_what_a_run_killed_outright_left_in_the_folder(
+    tmp_path: Path, rules_file: Path
+) -> None:
+    ledger_path = generated(tmp_path / "p.jsonl", 10)
+    out = tmp_path / "out"
+    run_batch(spec(rules_file), [str(ledger_path)], out)
+    before = tree(out)
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = int(ended.stdout)  # a process that no longer runs, as a run killed by SIGKILL
+    (out / f".p.plans.jsonl.{dead}.0123abcd.tmp").write_bytes(b"half a plans file")
+    (out / f".errors.jsonl.{dead}.0123abcd.tmp").write_bytes(b"")
+    staging = out / f".paysplit-staging.{dead}.0123abcd"
+    staging.mkdir()
+    (staging / "3.plans").write_bytes(b"a chunk's plans")
+    # Kept: a live process's temporary (this one's), and what is not a run's at all.
+    running = f".p.plans.jsonl.{os.getpid()}.89abcdef.tmp"
+    (out / running).write_bytes(b"still being written")
+    (out / "notes.txt").write_bytes(b"ours")
+    (out / f".notes.{dead}.tmp").write_bytes(b"not a run's name")
+    run_batch(spec(rules_file), [str(ledger_path)], out)
+    after = tree(out)
+    assert after.pop("summary.json") and before.pop("summary.json")  # (its seconds differ)
+    assert after == {
+        **before,
+        running: b"still being written",
+        "notes.txt": b"ours",
+        f".notes.{dead}.tmp": b"not a run's name",
+    }
 
 
 def test_a_crashed_worker_process_leaves_no_part_files(
