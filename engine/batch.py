@@ -469,6 +469,7 @@ def run_batch(
     scheduler: str | None = None,
     chunk_size: int | None = None,
     progress: Progress | None = None,
+    on_commit: Callable[[], None] | None = None,
 ) -> Summary:
     """Run the batch and write its files; raise :class:`UsageError` for bad arguments.
 
@@ -477,6 +478,11 @@ def run_batch(
 
     ``progress``, when given, is called after each finished chunk with the account lines
     finished so far and the inputs' account lines (None until the scan has found them all).
+
+    ``on_commit``, when given, is called once every chunk is written, just before the
+    run's files are renamed into place one after the other: the command line holds
+    Ctrl-C and SIGTERM from then on, so that no stop leaves new plans files beside the
+    previous run's summary.
     """
     started = time.perf_counter()
     if engine not in ENGINES:
@@ -511,10 +517,16 @@ def run_batch(
     try:
         # One run at a time in a folder: two runs' files never mix. A run killed outright
         # left its temporaries: removed now, under the lock.
-        with folder_lock(out):
+        with folder_lock(out) as waited:
             sweep_stale(out)
             summary = _run_locked(
-                spec, files, out, engine, workers, scheduler, chunk_size, progress, started
+                spec,
+                files,
+                out,
+                (engine, workers, scheduler, chunk_size),
+                progress,
+                on_commit,
+                started + waited,  # the run's seconds leave out the wait for another run
             )
     except BaseException as error:
         if created:  # a run that wrote nothing leaves no folder behind either
@@ -534,15 +546,15 @@ def _run_locked(
     spec: BatchSpec,
     files: list[InputFile],
     out: Path,
-    engine: Engine,
-    workers: int,
-    scheduler: str | None,
-    chunk_size: int,
+    how: tuple[Engine, int, str | None, int],
     progress: Progress | None,
+    on_commit: Callable[[], None] | None,
     started: float,
 ) -> Summary:
     """The run itself, with the output folder locked: temporaries, the engine, the commit
-    (or, on any failure, every temporary removed)."""
+    (or, on any failure, every temporary removed). ``how`` is the engine, the workers,
+    the scheduler and the chunk size."""
+    engine, workers, scheduler, chunk_size = how
     good: list[InputFile] = []
     bad: list[tuple[InputFile, LedgerError]] = []
     for file in files:
@@ -580,6 +592,8 @@ def _run_locked(
             chunks=len(scan.found),
             trace=spec.trace,
         )
+        if on_commit is not None:
+            on_commit()
         output.commit(summary)
     except BaseException:
         output.discard()

@@ -31,7 +31,7 @@ from typing import IO, Any
 
 from paysplit.batch_spec import BatchError
 
-__all__ = ["SPOOL_LIMIT", "Frontier", "PlanSpool", "WorkerLost"]
+__all__ = ["SPOOL_LIMIT", "Frontier", "PlanSpool", "WorkerLost", "write_all"]
 
 SPOOL_LIMIT = 32 << 20
 """Bytes of plan lines a worker holds for one chunk before it moves them to the part file
@@ -61,7 +61,7 @@ class Frontier:
                 return False
             if lines:
                 with open(plans_file, "ab", buffering=0) as sink:
-                    _write_all(sink, memoryview(lines))
+                    write_all(sink, memoryview(lines))
             self._next.value = index + 1
         return True
 
@@ -108,12 +108,12 @@ class WorkerLost(BatchError):
         )
 
 
-def _write_all(sink: IO[bytes], lines: memoryview) -> None:
+def write_all(sink: IO[bytes], lines: memoryview) -> None:
     """Write every byte (an unbuffered write may take only part of them)."""
     while lines:
         written = sink.write(lines)
         if not written:
-            raise OSError("the plans file took no more bytes")
+            raise OSError(f"{sink.name}: the file took no more bytes")
         lines = lines[written:]
 
 

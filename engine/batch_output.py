@@ -22,10 +22,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from paysplit.atomic import sync_folder
-from paysplit.batch_frontier import Frontier
+from paysplit.batch_frontier import Frontier, write_all
 from paysplit.batch_spec import (
     ERRORS_FILE,
     SUMMARY_FILE,
+    BatchError,
     Chunk,
     ChunkResult,
     Counts,
@@ -86,8 +87,16 @@ def append_file(source: IO[bytes], sink: IO[bytes], size: int) -> None:
                 left -= done
         except OSError:
             pass  # the offsets stand where the kernel stopped: read and write the rest
-    if left:
-        shutil.copyfileobj(source, sink, 1 << 20)
+    while left > 0:
+        block = source.read(min(left, 1 << 20))
+        if not block:
+            # The part was checked to hold ``size`` bytes: someone cut it since.
+            raise BatchError(
+                f"{source.name}: the part file lost {left} of its {size} bytes while it "
+                "was being appended; nothing was written"
+            )
+        write_all(sink, memoryview(block))
+        left -= len(block)
 
 
 class OutputFolder:
@@ -243,7 +252,10 @@ class OutputFolder:
             shutil.rmtree(self.staging, ignore_errors=True)
 
 
-_STALE_FILE = re.compile(r"\..+\.([0-9]+)\.[0-9a-f]{8}\.tmp")
+_STALE_FILE = re.compile(
+    r"\.(?:.+\.plans\.jsonl|errors\.jsonl|summary\.json)\.([0-9]+)\.[0-9a-f]{8}\.tmp"
+)
+"""A run's temporary files (:meth:`OutputFolder._temporary`), group 1 its process id."""
 _STALE_STAGING = re.compile(r"\.paysplit-staging\.([0-9]+)\.[0-9a-f]{8}")
 
 

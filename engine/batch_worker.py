@@ -19,7 +19,10 @@ import datetime as dt
 import importlib
 import json
 import os
+import secrets
 import signal
+import threading
+import time
 from typing import IO, Any, Protocol
 
 from paysplit.allocation import allocate_draft
@@ -313,10 +316,11 @@ def worker_for(spec: BatchSpec) -> Worker:
 
 
 def _part_files(staging: str, chunk: Chunk) -> tuple[str, str]:
-    return (
-        os.path.join(staging, f"{chunk.index:09d}.plans"),
-        os.path.join(staging, f"{chunk.index:09d}.errors"),
-    )
+    """A chunk's part files, named for this attempt: Dask runs a chunk again when the
+    worker holding its result dies, and the new attempt must not truncate the files of
+    a result the driver already has."""
+    attempt = f"{chunk.index:09d}.{secrets.token_hex(4)}"
+    return os.path.join(staging, f"{attempt}.plans"), os.path.join(staging, f"{attempt}.errors")
 
 
 def run_chunk_to_parts(spec: BatchSpec, chunk: Chunk, staging: str) -> ChunkResult:
@@ -337,13 +341,32 @@ _FRONTIER: Frontier | None = None
 
 def share_frontier(frontier: Frontier) -> None:
     """A pool worker's initializer: the frontier of the plans files it shares with the
-    driver (:mod:`paysplit.batch_frontier`)."""
+    driver (:mod:`paysplit.batch_frontier`), and a worker that ends with its driver."""
     global _FRONTIER
     _FRONTIER = frontier
     # A forked worker inherits the command line's SIGTERM handler (paysplit.cli), which
     # turns the signal into an exception: the pool stops a worker with SIGTERM, and it
-    # must end, not report the exception and wait for its next chunk.
+    # must end, not report the exception and wait for its next chunk. Ctrl-C reaches
+    # every process of the terminal's group: the driver stops the workers itself.
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(
+        target=_end_with_driver, args=(os.getppid(),), name="paysplit-orphan", daemon=True
+    ).start()
+
+
+ORPHAN_CHECK = 0.5
+"""Seconds between a pool worker's looks at whether its driver still runs."""
+
+
+def _end_with_driver(driver: int) -> None:
+    """End this worker once its driver is gone (killed with SIGKILL: nothing of it ran).
+    A pool's workers share the pipe their chunks come through, so none of them sees it
+    close; a forked worker would also keep the output folder's lock
+    (:func:`paysplit.locking.folder_lock`) for good."""
+    while os.getppid() == driver:
+        time.sleep(ORPHAN_CHECK)
+    os._exit(1)
 
 
 def pool_task(task: tuple[BatchSpec, Chunk, str, str]) -> ChunkResult:

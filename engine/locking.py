@@ -272,6 +272,8 @@ def process_running(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
+    except OverflowError:  # a number no process id can be
+        return False
     except OSError:  # PermissionError: it runs, as someone else
         return True
     return True

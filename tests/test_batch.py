@@ -671,6 +671,63 @@ def test_a_second_run_into_the_same_folder_gives_up_naming_the_first(
     assert sorted(tree(out)) == ["errors.jsonl", "p.plans.jsonl", "summary.json"]
 
 
+DRIVER_WITH_SLOW_WORKERS = """
+import os, sys, time
+from paysplit import batch_worker
+from paysplit.cli import main
+marks = sys.argv[1]
+def slow(self, chunk, *args):
+    open(os.path.join(marks, f"worker.{os.getpid()}"), "w").close()
+    time.sleep(60)
+batch_worker.Worker.run_chunk = slow
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie no longer does); Linux's /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_the_workers_of_a_driver_killed_outright_end_and_let_the_folder_go(
+    tmp_path: Path, rules_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # kill -9 of the driver runs nothing of it: its workers, which share the pipe their
+    # chunks come through, must see it is gone themselves, and a forked worker holds
+    # the output folder's lock until it ends.
+    ledger_path = generated(tmp_path / "p.jsonl", 20)
+    out, marks = tmp_path / "out", tmp_path / "marks"
+    marks.mkdir()
+    argv = ["batch", "--rules", str(rules_file), "--rule", "due_patient", "--in"]
+    argv += [str(ledger_path), "--out", str(out), "--workers", "2", "--chunk-size", "4"]
+    driver = subprocess.Popen(
+        [sys.executable, "-c", DRIVER_WITH_SLOW_WORKERS, str(marks), *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while len(list(marks.iterdir())) < 2:  # both workers are in a chunk
+        assert time.monotonic() < deadline and driver.poll() is None
+        time.sleep(0.02)
+    workers = [int(mark.name.split(".")[1]) for mark in marks.iterdir()]
+    driver.kill()
+    driver.wait()
+    try:
+        while any(map(_running, workers)):
+            assert time.monotonic() < deadline, "the workers outlived their driver"
+            time.sleep(0.02)
+    finally:
+        for pid in filter(_running, workers):  # (only when the test failed)
+            os.kill(pid, signal.SIGKILL)
+    monkeypatch.setenv("PAYSPLIT_LOCK_TIMEOUT", "0")  # the lock went with the workers
+    run_batch(spec(rules_file), [str(ledger_path)], out)
+    assert sorted(tree(out)) == ["errors.jsonl", "p.plans.jsonl", "summary.json"]
+
+
 def test_a_run_removes_what_a_run_killed_outright_left_in_the_folder(
     tmp_path: Path, rules_file: Path
 ) -> None:
@@ -695,6 +752,8 @@ def test_a_run_removes_what_a_run_killed_outright_left_in_the_folder(
     (out / running).write_bytes(b"still being written")
     (out / "notes.txt").write_bytes(b"ours")
     (out / f".notes.{dead}.tmp").write_bytes(b"not a run's name")
+    (out / f".notes.txt.{dead}.0123abcd.tmp").write_bytes(b"another program's temporary")
+    (out / ".summary.json.99999999999999999999.0123abcd.tmp").write_bytes(b"no such pid")
     run_batch(spec(rules_file), [str(ledger_path)], out)
     after = tree(out)
     assert after.pop("summary.json") and before.pop("summary.json")  # (its seconds differ)
@@ -703,6 +762,7 @@ def test_a_run_removes_what_a_run_killed_outright_left_in_the_folder(
         running: b"still being written",
         "notes.txt": b"ours",
         f".notes.{dead}.tmp": b"not a run's name",
+        f".notes.txt.{dead}.0123abcd.tmp": b"another program's temporary",
     }
 
 
@@ -883,6 +943,48 @@ def test_a_stopped_command_leaves_the_old_output_whole_and_says_so(
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # given back by main()
 
 
+@pytest.mark.parametrize(
+    ("signum", "code", "message"),
+    [
+        (signal.SIGTERM, 143, "terminated after the run's files were written (they are complete)"),
+        (signal.SIGINT, 130, "interrupted after the run's files were written (they are complete)"),
+    ],
+)
+def test_a_stop_while_the_files_are_renamed_waits_until_they_all_are(
+    tmp_path: Path,
+    rules_file: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: Any,
+    signum: int,
+    code: int,
+    message: str,
+) -> None:
+    # Renamed one after the other: a stop between two renames would leave this run's
+    # plans beside the previous run's errors and summary.
+    inputs = [
+        str(generated(tmp_path / f"{name}.jsonl", 12, seed)) for name, seed in (("a", 1), ("b", 2))
+    ]
+    argv = ["batch", "--rules", str(rules_file), "--rule", "due_patient", "--in", *inputs]
+    assert main([*argv, "--out", str(tmp_path / "expected")]) == 0
+    out = tmp_path / "out"
+    assert main([*argv, "--out", str(out), "--as-of", "2020-01-01"]) == 0  # other plans
+    capsys.readouterr()
+    real_replace = batch_output.os.replace
+
+    def stopped_after_the_first_rename(source: Any, target: Any) -> None:
+        real_replace(source, target)
+        if str(target).endswith("a.plans.jsonl"):
+            os.kill(os.getpid(), signum)
+            time.sleep(0.1)  # delivered now: the handler runs before the next rename
+
+    monkeypatch.setattr(batch_output.os, "replace", stopped_after_the_first_rename)
+    returned = main([*argv, "--out", str(out)])
+    assert (returned, capsys.readouterr().err.strip().splitlines()[-1]) == (code, message)
+    written, expected = tree(out), tree(tmp_path / "expected")
+    assert written.pop("summary.json") and expected.pop("summary.json")  # (seconds differ)
+    assert written == expected
+
+
 # --- appending a part file --------------------------------------------------------------
 def _append_part(tmp_path: Path, part_bytes: bytes) -> bytes:
     part, target = tmp_path / "part", tmp_path / "target"
@@ -899,6 +1001,39 @@ PART = bytes(range(256)) * 5_000 + b"the last line\n"  # 1.28 MB: more than one 
 
 def test_a_part_is_appended_whole_after_what_the_file_held(tmp_path: Path) -> None:
     assert _append_part(tmp_path, PART) == b"lines already there\n" + PART
+
+
+@pytest.mark.parametrize("kernel_copies", [True, False])
+def test_a_part_cut_short_while_it_is_appended_stops_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kernel_copies: bool
+) -> None:
+    # Its size was checked; then something cut it (a Dask worker's second attempt used
+    # to reopen the same name). Appending what is left would lose lines without a word.
+    if not kernel_copies:
+        monkeypatch.delattr(batch_output.os, "copy_file_range", raising=False)
+    part, target = tmp_path / "part", tmp_path / "target"
+    part.write_bytes(b"one line\n")
+    target.write_bytes(b"")
+    with (
+        open(part, "rb", buffering=0) as source,
+        open(target, "r+b", buffering=0) as sink,
+        pytest.raises(batch.BatchError) as stopped,
+    ):
+        batch_output.append_file(source, sink, 25)
+    assert str(stopped.value) == (
+        f"{part}: the part file lost 16 of its 25 bytes while it was being appended; "
+        "nothing was written"
+    )
+
+
+def test_each_attempt_at_a_chunk_writes_parts_of_its_own(tmp_path: Path) -> None:
+    chunk = batch.Chunk(3, batch.InputFile(0, "a.jsonl", "a.jsonl", "a.plans.jsonl"), 0, 9, 2, 1)
+    first, second = (
+        batch_worker._part_files(str(tmp_path), chunk),
+        batch_worker._part_files(str(tmp_path), chunk),
+    )
+    assert first != second
+    assert [Path(p).name[:10] for p in (*first, *second)] == ["000000003."] * 4
 
 
 def test_a_part_is_appended_whole_where_the_kernel_cannot_copy_it(

@@ -15,13 +15,12 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator, Sequence
-from types import FrameType
 
 import click
 
 from paysplit import __version__
 from paysplit.cli import batch, language, operations, reports, testing
-from paysplit.cli.common import echo_err, emit_json
+from paysplit.cli.common import STOPS, Terminated, echo_err, emit_json
 from paysplit.errors import PaysplitError
 
 INTERNAL_ERROR = 4
@@ -29,25 +28,22 @@ INTERRUPTED = 130
 TERMINATED = 143
 
 
-class Terminated(BaseException):
-    """SIGTERM (a scheduler stopping the job, ``timeout``), raised in the main thread so
-    that whatever was half done is discarded on the way out, as on Ctrl-C."""
-
-
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise Terminated
-
-
 @contextlib.contextmanager
-def _sigterm_stops_cleanly() -> Iterator[None]:
+def _stops_handled() -> Iterator[None]:
+    """Ctrl-C and SIGTERM through :data:`paysplit.cli.common.STOPS` while a command runs."""
+    STOPS.reset()
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread may set a handler (the library in a thread)
         return
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    previous = {signum: signal.signal(signum, STOPS.handle) for signum in _STOPS}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+_STOPS = (signal.SIGINT, signal.SIGTERM)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -74,8 +70,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     as_json = "--json" in args
     try:
         # Outside standalone mode click *returns* the code of ctx.exit(N) instead of raising.
-        with _sigterm_stops_cleanly():
+        with _stops_handled():
             returned = cli.main(args=args, prog_name="paysplit", standalone_mode=False)
+        if STOPS.pending is not None:  # held while a batch renamed its files into place
+            stopped = "terminated" if STOPS.pending == signal.SIGTERM else "interrupted"
+            echo_err(f"{stopped} after the run's files were written (they are complete)")
+            return TERMINATED if STOPS.pending == signal.SIGTERM else INTERRUPTED
         if isinstance(returned, int) and not isinstance(returned, bool):
             return returned
     except click.exceptions.Exit as done:

@@ -37,6 +37,7 @@ from paysplit.batch import (
     run_batch,
 )
 from paysplit.cli.common import (
+    STOPS,
     allowed_plugins,
     common_options,
     disabled_plugins,
@@ -238,6 +239,7 @@ def batch_command(
         "workers": workers,
         "scheduler": scheduler,
         "chunk_size": chunk_size,
+        "on_commit": STOPS.hold,  # Ctrl-C and SIGTERM never leave the files half replaced
     }
     console = Console(stderr=True)
     if console.is_terminal and sys.stderr.isatty():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,40 @@ from paysplit.ledger_io import LEDGER_FORMATS, ledger_from_document, read_ledger
 from paysplit.plugin_manager import PluginSet, load
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Terminated(BaseException):
+    """SIGTERM (a scheduler stopping the job, ``timeout``), raised in the main thread so
+    that whatever was half done is discarded on the way out, as on Ctrl-C."""
+
+
+class Stops:
+    """Ctrl-C and SIGTERM, for the command line's main thread: each becomes an exception
+    that discards what was half done, except while a verb holds them (:meth:`hold`):
+    a batch renaming its files into place, where stopping half way would leave one run's
+    plans beside another's summary. A stop that comes then waits until the command ends,
+    which then says so (:attr:`pending`)."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.pending: int | None = None
+
+    def reset(self) -> None:
+        self.held, self.pending = False, None
+
+    def hold(self) -> None:
+        self.held = True
+
+    def handle(self, signum: int, frame: object) -> None:
+        if self.held:
+            self.pending = signum
+            return
+        if signum == signal.SIGTERM:
+            raise Terminated
+        raise KeyboardInterrupt
+
+
+STOPS = Stops()
 
 
 @dataclass
