@@ -7,6 +7,7 @@ cluster. A second test lets the batch start (and close) its own cluster.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
@@ -233,14 +234,11 @@ batch_worker.Worker.run_chunk = killed_on_chunk_1
 """
 
 
-def test_a_dask_worker_that_dies_once_costs_a_retry_not_the_run(
-    data: dict[str, Any], tmp_path: Path
-) -> None:
-    # The worker dies on chunk 1; its nanny starts a new worker (without the killer),
-    # and the scheduler runs chunk 1 again there. The part files the dead worker began
-    # are written again from the start: the output is the local engine's.
-    out = tmp_path / "out"
+@contextlib.contextmanager
+def one_worker_that_dies_on_chunk_1(**config: Any) -> Iterator[tuple[Any, Any]]:
+    """A cluster of its own (one worker, one thread), its worker killed by chunk 1."""
     with (
+        dask.config.set(config),
         distributed.LocalCluster(
             n_workers=1,
             threads_per_worker=1,
@@ -250,7 +248,18 @@ def test_a_dask_worker_that_dies_once_costs_a_retry_not_the_run(
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
-        client.run(exec, KILL_CHUNK_1, {})
+        client.run(exec, KILL_CHUNK_1, {})  # in the worker's own process
+        yield cluster, client
+
+
+def test_a_dask_worker_that_dies_once_costs_a_retry_not_the_run(
+    data: dict[str, Any], tmp_path: Path
+) -> None:
+    # The worker dies on chunk 1; its nanny starts a new worker (without the killer),
+    # and the scheduler runs chunk 1 again there. The part files the dead worker began
+    # are written again from the start: the output is the local engine's.
+    out = tmp_path / "out"
+    with one_worker_that_dies_on_chunk_1() as (cluster, client):
         started = client.run(os.getpid)
         summary = run_batch(
             data["spec"],
@@ -274,32 +283,22 @@ def test_a_chunk_whose_dask_workers_die_stops_the_run_naming_its_lines(
     # the worker holds one task at a time (so only the chunk it ran is given up on).
     # (Dask cuts its chunks by bytes: the second holds lines 19-31.)
     out = tmp_path / "out"
+    config = {
+        "distributed.scheduler.allowed-failures": 0,
+        "distributed.scheduler.worker-saturation": 1.0,
+    }
     with (
-        dask.config.set(
-            {
-                "distributed.scheduler.allowed-failures": 0,
-                "distributed.scheduler.worker-saturation": 1.0,
-            }
-        ),
-        distributed.LocalCluster(
-            n_workers=1,
-            threads_per_worker=1,
-            processes=True,
-            dashboard_address=":0",
-            silence_logs=logging.CRITICAL,
-        ) as cluster,
-        distributed.Client(cluster) as client,
+        one_worker_that_dies_on_chunk_1(**config) as (cluster, _),
+        pytest.raises(BatchError) as stopped,
     ):
-        client.run(exec, KILL_CHUNK_1, {})  # in the worker's own process
-        with pytest.raises(BatchError) as stopped:
-            run_batch(
-                data["spec"],
-                data["inputs"],
-                out,
-                engine="dask",
-                scheduler=cluster.scheduler_address,
-                chunk_size=16,
-            )
+        run_batch(
+            data["spec"],
+            data["inputs"],
+            out,
+            engine="dask",
+            scheduler=cluster.scheduler_address,
+            chunk_size=16,
+        )
     east = data["inputs"][0]
     assert str(stopped.value) == (
         f"{east} lines 19-31: Dask gave up on them after the worker they were given to died "
