@@ -224,7 +224,7 @@ def _run_pool(
         max_workers=workers,
         mp_context=context,
         initializer=share_frontier,
-        initargs=(frontier,),
+        initargs=(frontier, os.getpid()),
     )
 
     def submit(chunk: Chunk) -> None:

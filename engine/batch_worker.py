@@ -339,9 +339,10 @@ def run_chunk_to_parts(spec: BatchSpec, chunk: Chunk, staging: str) -> ChunkResu
 _FRONTIER: Frontier | None = None
 
 
-def share_frontier(frontier: Frontier) -> None:
+def share_frontier(frontier: Frontier, driver: int) -> None:
     """A pool worker's initializer: the frontier of the plans files it shares with the
-    driver (:mod:`paysplit.batch_frontier`), and a worker that ends with its driver."""
+    driver (:mod:`paysplit.batch_frontier`), and a worker that ends with its driver
+    (``driver``: its process id, given by the driver, which may be gone already)."""
     global _FRONTIER
     _FRONTIER = frontier
     # A forked worker inherits the command line's SIGTERM handler (paysplit.cli), which
@@ -351,7 +352,7 @@ def share_frontier(frontier: Frontier) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(
-        target=_end_with_driver, args=(os.getppid(),), name="paysplit-orphan", daemon=True
+        target=_end_with_driver, args=(driver,), name="paysplit-orphan", daemon=True
     ).start()
 
 

@@ -42,6 +42,7 @@ from paysplit.apply import apply_plan
 from paysplit.batch import BatchSpec, plan_chunks, resolve_inputs, run_batch, scan_lines
 from paysplit.cli import cli, main
 from paysplit.cli.batch import batch_command, spread_greedy
+from paysplit.cli.common import Stops
 from paysplit.compiler import load_rules
 from paysplit.errors import PluginError
 from paysplit.figures import AccountFigures
@@ -264,8 +265,9 @@ def test_pool_tasks_finishing_in_any_order_write_one_workers_bytes(
     output.open()
     staging = output.make_staging()
     frontier = batch_frontier.Frontier(multiprocessing.get_context("spawn"))
-    monkeypatch.setattr(batch_worker, "_FRONTIER", None)  # put back after the test
-    batch_worker.share_frontier(frontier)
+    # As share_frontier does in a pool's worker (not called here: it would set this
+    # process's signals and watch its parent).
+    monkeypatch.setattr(batch_worker, "_FRONTIER", frontier)
     resolved = batch._resolved(spec(rules_file, "careful"))
     finished = [1, 0, 3, 2, 4, 6, 5, 8, 7]  # 5 and 6 straddle the two files' boundary
     written_by_worker = []
@@ -726,6 +728,38 @@ def test_the_workers_of_a_driver_killed_outright_end_and_let_the_folder_go(
     monkeypatch.setenv("PAYSPLIT_LOCK_TIMEOUT", "0")  # the lock went with the workers
     run_batch(spec(rules_file), [str(ledger_path)], out)
     assert sorted(tree(out)) == ["errors.jsonl", "p.plans.jsonl", "summary.json"]
+
+
+def test_a_worker_whose_driver_died_before_it_started_watching_ends_at_once() -> None:
+    # A spawned worker imports paysplit before its initializer runs: the driver may be
+    # gone by then, and the worker's parent is already another process.
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a process id that no longer runs, never this process's parent
+    fork = multiprocessing.get_context("fork")
+    frontier = batch_frontier.Frontier(fork)
+
+    def a_worker_of(driver: int) -> None:
+        batch_worker.share_frontier(frontier, driver)
+        time.sleep(20)  # waiting for a chunk that will never come
+
+    worker = fork.Process(target=a_worker_of, args=(gone.pid,))
+    started = time.monotonic()
+    worker.start()
+    worker.join(20)
+    assert worker.exitcode == 1 and time.monotonic() - started < 5
+
+
+def test_a_second_stop_does_not_break_off_the_clean_up_of_the_first() -> None:
+    stops = Stops()
+    with pytest.raises(KeyboardInterrupt):
+        stops.handle(signal.SIGINT, None)
+    stops.handle(signal.SIGINT, None)  # during the clean-up: nothing raised
+    stops.handle(signal.SIGTERM, None)
+    assert stops.pending is None
+    stops.reset()
+    stops.hold()  # the files are being renamed into place: kept for the end
+    stops.handle(signal.SIGTERM, None)
+    assert stops.pending == signal.SIGTERM
 
 
 def test_a_run_removes_what_a_run_killed_outright_left_in_the_folder(

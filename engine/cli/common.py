@@ -41,18 +41,22 @@ class Stops:
 
     def __init__(self) -> None:
         self.held = False
+        self.stopping = False
         self.pending: int | None = None
 
     def reset(self) -> None:
-        self.held, self.pending = False, None
+        self.held, self.stopping, self.pending = False, False, None
 
     def hold(self) -> None:
         self.held = True
 
     def handle(self, signum: int, frame: object) -> None:
+        if self.stopping:
+            return  # a second Ctrl-C must not break off the clean-up of the first
         if self.held:
             self.pending = signum
             return
+        self.stopping = True
         if signum == signal.SIGTERM:
             raise Terminated
         raise KeyboardInterrupt
