@@ -240,8 +240,7 @@ def _run_pool(
     feeder.start(ahead, submit)
     finished = 0
     try:
-        for future in feeder:
-            result = _result_of(future)
+        for result in feeder:
             output.accept(result, frontier, abandon=feeder.pool_lost.is_set)
             feeder.slots.release()
             if progress is not None:
@@ -306,20 +305,22 @@ class _Feeder:
             return
         self.finished.put((_FED, self._fed))
 
-    def __iter__(self) -> Iterator[concurrent.futures.Future[ChunkResult]]:
+    def __iter__(self) -> Iterator[ChunkResult]:
+        """Each chunk's result as it finishes; :class:`WorkerLost` when the pool broke."""
         taken, fed = 0, None
-        while fed is None or taken < fed:
-            item = self.finished.get()
-            if isinstance(item, tuple):
-                fed = item[1]
-                continue
-            if isinstance(item, concurrent.futures.process.BrokenProcessPool):
-                raise WorkerLost from None
-            if isinstance(item, BaseException):
-                raise item
-            assert isinstance(item, concurrent.futures.Future)
-            taken += 1
-            yield item
+        try:
+            while fed is None or taken < fed:
+                item = self.finished.get()
+                if isinstance(item, tuple):
+                    fed = item[1]
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, concurrent.futures.Future)
+                taken += 1
+                yield item.result()
+        except concurrent.futures.process.BrokenProcessPool:
+            raise WorkerLost from None
 
     def stop(self) -> None:
         """Stop handing out chunks, and wait for the feeder's thread."""
@@ -331,13 +332,6 @@ class _Feeder:
 
 
 _FED = "fed"
-
-
-def _result_of(future: concurrent.futures.Future[ChunkResult]) -> ChunkResult:
-    try:
-        return future.result()
-    except concurrent.futures.process.BrokenProcessPool:
-        raise WorkerLost from None
 
 
 def _stop_workers(pool: concurrent.futures.ProcessPoolExecutor) -> None:

@@ -332,10 +332,7 @@ def ledger_lock(
             _held.pop(real, None)
     finally:
         if descriptor is not None:
-            # Removed while still locked, so the next writer never locks a file that is gone.
-            with contextlib.suppress(OSError):
-                os.unlink(lock_file)
-            os.close(descriptor)
+            _release(lock_file, descriptor)
 
 
 @contextlib.contextmanager
@@ -361,6 +358,11 @@ def folder_lock(
     try:
         yield waited
     finally:
-        with contextlib.suppress(OSError):
-            os.unlink(lock_file)
-        os.close(descriptor)
+        _release(lock_file, descriptor)
+
+
+def _release(lock_file: Path, descriptor: int) -> None:
+    # Removed while still locked, so the next writer never locks a file that is gone.
+    with contextlib.suppress(OSError):
+        os.unlink(lock_file)
+    os.close(descriptor)
