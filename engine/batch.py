@@ -96,7 +96,7 @@ from paysplit.batch_worker import (
 )
 from paysplit.errors import LedgerError, UsageError
 from paysplit.ledger_io import iter_jsonl
-from paysplit.locking import folder_lock
+from paysplit.locking import LedgerLocked, folder_lock
 
 __all__ = [
     "DASK_CHUNK_SIZE",
@@ -502,16 +502,13 @@ def run_batch(
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file; give a folder for the batch's output")
     worker_for(spec)  # compile now: rule errors are usage errors before any work starts
-    created = not out.exists()
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise UsageError(f"--out {out}: cannot create the folder ({error.strerror})") from None
-
+    created = _make_folder(out)
     try:
         # One run at a time in a folder: two runs' files never mix. A run killed outright
         # left its temporaries: removed now, under the lock.
-        with folder_lock(out) as waited:
+        with contextlib.ExitStack() as held:
+            waited, remade = _lock_folder(out, held)
+            created = created or remade
             sweep_stale(out)
             summary = _run_locked(
                 spec,
@@ -593,6 +590,48 @@ def _run_locked(
         output.discard()
         raise
     return summary
+
+
+def _make_folder(out: Path) -> bool:
+    """Make the output folder when it is not there; True when this run made it."""
+    if out.is_dir():
+        return False
+    try:
+        out.mkdir(parents=True)
+    except FileExistsError:
+        return False  # another run made it a moment ago
+    except OSError as error:
+        raise UsageError(f"--out {out}: cannot create the folder ({error.strerror})") from None
+    return True
+
+
+_FOLDER_REMADE = 5
+"""How many times a run makes its output folder again while it waits for the lock."""
+
+
+def _lock_folder(out: Path, held: contextlib.ExitStack) -> tuple[float, bool]:
+    """Lock the output folder until ``held`` closes: (seconds waited, whether this run
+    had to make the folder again).
+
+    A run that made the folder removes it when it fails (it wrote nothing). Another run
+    waiting for its lock meanwhile finds no folder to lock: it makes it again and goes on
+    waiting, rather than stopping with "No such file or directory".
+    """
+    remade = False
+    try:
+        for _ in range(_FOLDER_REMADE):
+            try:
+                return held.enter_context(folder_lock(out)), remade
+            except LedgerLocked:
+                if out.is_dir():
+                    raise  # another run holds it (the message names it), or it cannot be locked
+                remade = _make_folder(out) or remade
+        return held.enter_context(folder_lock(out)), remade
+    except BaseException:
+        if remade:  # the caller removes a folder it made, and this one too
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
 
 
 def _resolved(spec: BatchSpec) -> BatchSpec:

@@ -35,6 +35,7 @@ from paysplit import (
     batch_output,
     batch_spec,
     batch_worker,
+    locking,
     plugin_manager,
 )
 from paysplit.allocation import RuleRequest
@@ -670,6 +671,63 @@ def test_a_second_run_into_the_same_folder_gives_up_naming_the_first(
         holder.wait()
     careful = run_batch(spec(rules_file, "careful"), [str(ledger_path)], out, workers=2)
     assert careful.rule == "careful"
+    assert sorted(tree(out)) == ["errors.jsonl", "p.plans.jsonl", "summary.json"]
+
+
+MAKE_HOLD_AND_REMOVE_THE_FOLDER = """
+import os, sys
+from paysplit.locking import folder_lock
+os.mkdir(sys.argv[1])
+with folder_lock(sys.argv[1]):
+    print("held", flush=True)
+    sys.stdin.read()
+os.rmdir(sys.argv[1])  # as a run that made the folder and then failed
+"""
+
+
+def test_a_run_waiting_for_the_folder_that_the_first_run_removes_makes_it_again(
+    tmp_path: Path, rules_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger_path = generated(tmp_path / "p.jsonl", 10)
+    out = tmp_path / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", MAKE_HOLD_AND_REMOVE_THE_FOLDER, str(out)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    waiting = threading.Event()
+
+    class Clock:  # the lock's clock: says when the second run has begun to wait
+        monotonic = staticmethod(time.monotonic)
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            waiting.set()
+            time.sleep(seconds)
+
+    monkeypatch.setattr(locking, "time", Clock)
+    monkeypatch.setenv("PAYSPLIT_LOCK_TIMEOUT", "30")
+    finished: dict[str, Any] = {}
+
+    def second_run() -> None:
+        try:
+            finished["summary"] = run_batch(spec(rules_file), [str(ledger_path)], out)
+        except Exception as error:  # handed to the test's thread
+            finished["error"] = error
+
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        runner = threading.Thread(target=second_run)
+        runner.start()
+        assert waiting.wait(10)
+        holder.communicate("", timeout=10)  # released; the folder is gone
+    finally:
+        holder.kill()
+        holder.wait()
+    runner.join(30)
+    assert "error" not in finished, finished.get("error")
+    assert finished["summary"].counts.accounts == 10
     assert sorted(tree(out)) == ["errors.jsonl", "p.plans.jsonl", "summary.json"]
 
 
