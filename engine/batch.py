@@ -617,21 +617,15 @@ def _lock_folder(out: Path, held: contextlib.ExitStack) -> tuple[float, bool]:
     waiting for its lock meanwhile finds no folder to lock: it makes it again and goes on
     waiting, rather than stopping with "No such file or directory".
     """
-    remade = False
-    try:
-        for _ in range(_FOLDER_REMADE):
-            try:
-                return held.enter_context(folder_lock(out)), remade
-            except LedgerLocked:
-                if out.is_dir():
-                    raise  # another run holds it (the message names it), or it cannot be locked
-                remade = _make_folder(out) or remade
-        return held.enter_context(folder_lock(out)), remade
-    except BaseException:
-        if remade:  # the caller removes a folder it made, and this one too
-            with contextlib.suppress(OSError):
-                out.rmdir()
-        raise
+    remade, attempts = False, 0
+    while True:
+        try:
+            return held.enter_context(folder_lock(out)), remade
+        except LedgerLocked:
+            if out.is_dir() or attempts == _FOLDER_REMADE:
+                raise  # another run holds it (the message names it), or it cannot be locked
+            remade = _make_folder(out) or remade
+            attempts += 1
 
 
 def _resolved(spec: BatchSpec) -> BatchSpec:
